@@ -1,0 +1,102 @@
+// Package featurizer turns raw text into sparse, hashed, TF-IDF weighted
+// feature vectors. Training and serving call the same code, so a model never
+// sees features computed differently from the ones it was trained on.
+package featurizer
+
+import (
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"golang.org/x/text/cases"
+	"golang.org/x/text/unicode/norm"
+)
+
+// folder is safe for concurrent use only through Normalize, which copies it;
+// cases.Caser carries state between calls.
+var folder = cases.Fold()
+
+// Normalize applies the canonical text normalisation: invalid UTF-8 is
+// replaced with U+FFFD (never dropped silently, never a panic), then NFKC and
+// Unicode case folding, so "Ｃａｒｄ", "CARD" and "card" meet in one feature.
+// maxRunes > 0 truncates the input to that many runes first; truncated reports
+// whether it did.
+func Normalize(text string, maxRunes int) (normalized string, truncated bool) {
+	if !utf8.ValidString(text) {
+		text = strings.ToValidUTF8(text, "\uFFFD")
+	}
+	if maxRunes > 0 && len(text) > maxRunes { // bytes >= runes, so this is a cheap pre-check
+		n := 0
+		for i := range text {
+			if n == maxRunes {
+				text = text[:i]
+				truncated = true
+				break
+			}
+			n++
+		}
+	}
+	c := folder // copy: Caser is stateful
+	c.Reset()
+	return c.String(norm.NFKC.String(text)), truncated
+}
+
+// tokenKind tells word tokens (which also yield character n-grams) from
+// single-rune symbol tokens such as "?" or an emoji.
+type tokenKind uint8
+
+const (
+	kindWord tokenKind = iota
+	kindSymbol
+)
+
+type token struct {
+	text string
+	kind tokenKind
+}
+
+// isCJK reports runes of scripts written without spaces between words; each
+// becomes its own token (as BERT's basic tokenizer does), and character
+// n-grams across them still capture multi-character words.
+func isCJK(r rune) bool {
+	return unicode.In(r, unicode.Han, unicode.Hiragana, unicode.Katakana)
+}
+
+// isWordRune keeps combining marks inside words so "café" written with a
+// combining accent is one word, not "cafe" plus a stray mark.
+func isWordRune(r rune) bool {
+	return unicode.IsLetter(r) || unicode.IsNumber(r) || unicode.IsMark(r) || r == '\'' || r == '_'
+}
+
+// tokenize splits normalised text into words and symbols. Whitespace and
+// control characters separate tokens and are dropped.
+func tokenize(text string, dst []token) []token {
+	start := -1
+	flush := func(end int) {
+		if start >= 0 {
+			w := strings.Trim(text[start:end], "'")
+			if w != "" {
+				dst = append(dst, token{w, kindWord})
+			}
+			start = -1
+		}
+	}
+	for i, r := range text {
+		switch {
+		case isCJK(r):
+			flush(i)
+			dst = append(dst, token{text[i : i+utf8.RuneLen(r)], kindWord})
+		case isWordRune(r):
+			if start < 0 {
+				start = i
+			}
+		case unicode.IsSpace(r) || unicode.IsControl(r) || r == utf8.RuneError:
+			flush(i)
+		default: // punctuation, symbols, emoji
+			flush(i)
+			dst = append(dst, token{text[i : i+utf8.RuneLen(r)], kindSymbol})
+		}
+	}
+	flush(len(text))
+	return dst
+}
