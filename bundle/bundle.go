@@ -1,0 +1,238 @@
+// Package bundle reads and writes model bundles: a directory holding
+// model.onnx (the graph ONNX Runtime runs), features.bin (the learned
+// vocabulary and IDF weights) and model.json (everything else a server or an
+// auditor needs: labels, featuriser config, metrics, provenance, checksums).
+package bundle
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/triage-ml/triage/featurizer"
+	"github.com/triage-ml/triage/internal/scoring"
+)
+
+// FormatVersion is bumped on any incompatible change to the bundle layout.
+const FormatVersion = 1
+
+// File names inside a bundle directory.
+const (
+	ManifestFile = "model.json"
+	ModelFile    = "model.onnx"
+	FeaturesFile = "features.bin"
+)
+
+// ErrNotBundle is returned when a directory has no model.json.
+var ErrNotBundle = errors.New("not a model bundle (no model.json)")
+
+// Manifest is model.json.
+type Manifest struct {
+	FormatVersion int               `json:"format_version"`
+	Name          string            `json:"name"`
+	Version       string            `json:"version"`
+	CreatedAt     time.Time         `json:"created_at"`
+	Labels        []string          `json:"labels"`
+	Featurizer    featurizer.Config `json:"featurizer"`
+	Graph         Graph             `json:"graph"`
+	HyperParams   map[string]any    `json:"hyper_params"`
+	Metrics       Metrics           `json:"metrics"`
+	Training      Training          `json:"training"`
+	// Files maps each bundle file to its SHA-256, checked on load so a
+	// half-copied or tampered bundle is refused rather than served.
+	Files map[string]string `json:"files"`
+}
+
+// Graph describes the ONNX model's interface.
+type Graph struct {
+	Kind        string `json:"kind"` // "linear"
+	Opset       int    `json:"opset"`
+	NumFeatures int    `json:"num_features"`
+	NumClasses  int    `json:"num_classes"`
+	InputIDs    string `json:"input_ids"`
+	InputWeight string `json:"input_weights"`
+	Output      string `json:"output"`
+}
+
+// Metrics are measured on the validation split (never on training data).
+type Metrics struct {
+	Validation scoring.Report `json:"validation"`
+	TrainAcc   float64        `json:"train_accuracy"`
+	Search     []Trial        `json:"search"`
+}
+
+// Trial is one hyper-parameter setting tried during the search.
+type Trial struct {
+	Params      map[string]any `json:"params"`
+	BestEpoch   int            `json:"best_epoch"`
+	ValAccuracy float64        `json:"val_accuracy"`
+	ValMacroF1  float64        `json:"val_macro_f1"`
+}
+
+// Training records where the model came from.
+type Training struct {
+	DataPath    string  `json:"data_path"`
+	DataSHA256  string  `json:"data_sha256"`
+	TextColumn  string  `json:"text_column"`
+	LabelColumn string  `json:"label_column"`
+	Rows        int     `json:"rows"`
+	TrainRows   int     `json:"train_rows"`
+	ValRows     int     `json:"validation_rows"`
+	Seed        uint64  `json:"seed"`
+	ValFraction float64 `json:"validation_fraction"`
+	Seconds     float64 `json:"seconds"`
+	GoVersion   string  `json:"go_version"`
+}
+
+// Write creates dir atomically: files go to a sibling temporary directory
+// that is renamed into place, so readers never see a partial bundle. An
+// existing dir is replaced.
+func Write(dir string, m *Manifest, vocab *featurizer.Vocab, onnx []byte) error {
+	if m.Name == "" || m.Version == "" || len(m.Labels) == 0 {
+		return fmt.Errorf("write bundle %q: manifest needs name, version and labels", dir)
+	}
+	feats, err := encodeVocab(vocab)
+	if err != nil {
+		return fmt.Errorf("write bundle %q: %w", dir, err)
+	}
+	m.FormatVersion = FormatVersion
+	m.Files = map[string]string{ModelFile: sum(onnx), FeaturesFile: sum(feats)}
+	manifest, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return fmt.Errorf("write bundle %q: encode manifest: %w", dir, err)
+	}
+	parent := filepath.Dir(filepath.Clean(dir))
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return fmt.Errorf("write bundle %q: %w", dir, err)
+	}
+	tmp, err := os.MkdirTemp(parent, "."+filepath.Base(dir)+".tmp-")
+	if err != nil {
+		return fmt.Errorf("write bundle %q: %w", dir, err)
+	}
+	defer os.RemoveAll(tmp)
+	for name, data := range map[string][]byte{ModelFile: onnx, FeaturesFile: feats, ManifestFile: append(manifest, '\n')} {
+		if err := os.WriteFile(filepath.Join(tmp, name), data, 0o644); err != nil {
+			return fmt.Errorf("write bundle %q: %w", dir, err)
+		}
+	}
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return fmt.Errorf("write bundle %q: %w", dir, err)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("write bundle %q: replace old: %w", dir, err)
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		return fmt.Errorf("write bundle %q: %w", dir, err)
+	}
+	return nil
+}
+
+// Bundle is a loaded, verified bundle.
+type Bundle struct {
+	Dir        string
+	Manifest   Manifest
+	Featurizer *featurizer.Featurizer
+	ModelPath  string
+}
+
+// Load reads and verifies a bundle directory.
+func Load(dir string) (*Bundle, error) {
+	raw, err := os.ReadFile(filepath.Join(dir, ManifestFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("load model %q: %w", dir, ErrNotBundle)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load model %q: %w", dir, err)
+	}
+	var m Manifest
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return nil, fmt.Errorf("load model %q: parse %s: %w", dir, ManifestFile, err)
+	}
+	if m.FormatVersion != FormatVersion {
+		return nil, fmt.Errorf("load model %q: bundle format %d, this build reads %d: retrain or upgrade triage", dir, m.FormatVersion, FormatVersion)
+	}
+	if m.Graph.Kind != "linear" {
+		return nil, fmt.Errorf("load model %q: unknown graph kind %q", dir, m.Graph.Kind)
+	}
+	if len(m.Labels) != m.Graph.NumClasses || len(m.Labels) < 2 {
+		return nil, fmt.Errorf("load model %q: %d labels but graph has %d classes", dir, len(m.Labels), m.Graph.NumClasses)
+	}
+	files := map[string][]byte{}
+	for _, name := range []string{ModelFile, FeaturesFile} {
+		data, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			return nil, fmt.Errorf("load model %q: %w", dir, err)
+		}
+		if want := m.Files[name]; want != sum(data) {
+			return nil, fmt.Errorf("load model %q: %s checksum mismatch (bundle corrupt or modified)", dir, name)
+		}
+		files[name] = data
+	}
+	vocab, err := decodeVocab(files[FeaturesFile])
+	if err != nil {
+		return nil, fmt.Errorf("load model %q: %s: %w", dir, FeaturesFile, err)
+	}
+	if vocab.Size() != m.Graph.NumFeatures {
+		return nil, fmt.Errorf("load model %q: vocabulary has %d ids, graph %d", dir, vocab.Size(), m.Graph.NumFeatures)
+	}
+	fz, err := featurizer.New(m.Featurizer, vocab)
+	if err != nil {
+		return nil, fmt.Errorf("load model %q: %w", dir, err)
+	}
+	return &Bundle{Dir: dir, Manifest: m, Featurizer: fz, ModelPath: filepath.Join(dir, ModelFile)}, nil
+}
+
+func sum(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+// features.bin: magic, uint32 count, count uint32 buckets, count float32
+// IDF weights, all little-endian. A flat binary keeps big vocabularies small
+// and fast to load compared with JSON.
+var vocabMagic = []byte("TRGVOC01")
+
+func encodeVocab(v *featurizer.Vocab) ([]byte, error) {
+	if v == nil || len(v.Buckets) == 0 || len(v.Buckets) != len(v.IDF) {
+		return nil, errors.New("empty or inconsistent vocabulary")
+	}
+	var buf bytes.Buffer
+	buf.Write(vocabMagic)
+	n := len(v.Buckets)
+	out := make([]byte, 4+8*n)
+	binary.LittleEndian.PutUint32(out, uint32(n))
+	for i, b := range v.Buckets {
+		binary.LittleEndian.PutUint32(out[4+4*i:], b)
+		binary.LittleEndian.PutUint32(out[4+4*n+4*i:], math.Float32bits(v.IDF[i]))
+	}
+	buf.Write(out)
+	return buf.Bytes(), nil
+}
+
+func decodeVocab(b []byte) (*featurizer.Vocab, error) {
+	if len(b) < len(vocabMagic)+4 || !bytes.Equal(b[:len(vocabMagic)], vocabMagic) {
+		return nil, errors.New("bad header")
+	}
+	b = b[len(vocabMagic):]
+	n := int(binary.LittleEndian.Uint32(b))
+	if len(b) != 4+8*n {
+		return nil, fmt.Errorf("size %d does not match %d entries", len(b), n)
+	}
+	buckets, idf := make([]uint32, n), make([]float32, n)
+	for i := range n {
+		buckets[i] = binary.LittleEndian.Uint32(b[4+4*i:])
+		idf[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4+4*n+4*i:]))
+	}
+	return featurizer.NewVocab(buckets, idf)
+}
+
+// FormatVersionString is FormatVersion for humans ("bundle-v1").
+func FormatVersionString() string { return fmt.Sprintf("bundle-v%d", FormatVersion) }

@@ -1,0 +1,118 @@
+// Command triage is the single Triage binary: each role (training,
+// evaluation, prediction, and later the streaming consumer and the gateway)
+// is a subcommand, and `triage dev` composes them.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/peterbourgon/ff/v3"
+	"github.com/peterbourgon/ff/v3/ffcli"
+	"github.com/peterbourgon/ff/v3/ffyaml"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// envPrefix: every flag --foo-bar can also be set as TRIAGE_FOO_BAR.
+const envPrefix = "TRIAGE"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "triage:", err)
+		os.Exit(1)
+	}
+}
+
+// globals are the flags every subcommand shares.
+type globals struct {
+	logLevel string
+	config   string
+}
+
+func (g *globals) register(fs *flag.FlagSet) {
+	fs.StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.StringVar(&g.config, "config", "", "optional YAML config file; keys are flag names")
+}
+
+func (g *globals) logger(w io.Writer) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(g.logLevel)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: use debug, info, warn or error", g.logLevel)
+	}
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: lvl})), nil
+}
+
+// parseOptions gives each command the same precedence: flags, then
+// TRIAGE_* environment variables, then the YAML config file.
+func parseOptions() []ff.Option {
+	return []ff.Option{
+		ff.WithEnvVarPrefix(envPrefix),
+		ff.WithConfigFileFlag("config"),
+		ff.WithConfigFileParser(ffyaml.Parser),
+		ff.WithAllowMissingConfigFile(false),
+	}
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	root := &ffcli.Command{
+		Name:       "triage",
+		ShortUsage: "triage <subcommand> [flags]",
+		LongHelp: "Triage classifies customer-support queries and reviews: train models in Go, serve them through ONNX Runtime.\n" +
+			"Every flag can also be set through TRIAGE_<FLAG_NAME> or a YAML file given with --config.",
+		Subcommands: []*ffcli.Command{
+			trainCommand(stdout, stderr),
+			evalCommand(stdout, stderr),
+			predictCommand(stdout, stderr),
+			versionCommand(stdout),
+		},
+		Exec: func(context.Context, []string) error { return flag.ErrHelp },
+	}
+	for _, c := range root.Subcommands {
+		if c.FlagSet != nil {
+			c.FlagSet.SetOutput(stderr)
+		}
+	}
+	if err := root.Parse(args); err != nil {
+		return err
+	}
+	return root.Run(ctx)
+}
+
+func versionCommand(stdout io.Writer) *ffcli.Command {
+	return &ffcli.Command{
+		Name:       "version",
+		ShortUsage: "triage version",
+		ShortHelp:  "print the version",
+		Exec: func(context.Context, []string) error {
+			_, err := fmt.Fprintln(stdout, "triage", version)
+			return err
+		},
+	}
+}
+
+// splitList parses comma-separated flag values.
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}

@@ -1,0 +1,92 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"strconv"
+
+	"github.com/peterbourgon/ff/v3/ffcli"
+
+	"github.com/triage-ml/triage/featurizer"
+	"github.com/triage-ml/triage/trainer"
+)
+
+func trainCommand(stdout, stderr io.Writer) *ffcli.Command {
+	fs := flag.NewFlagSet("triage train", flag.ContinueOnError)
+	var g globals
+	g.register(fs)
+	var opts trainer.Options
+	fc := featurizer.DefaultConfig()
+	fs.StringVar(&opts.DataPath, "data", "", "training data: .csv, .tsv or .jsonl file (required)")
+	fs.StringVar(&opts.TextColumn, "text-column", "text", "column (CSV header or JSON key) holding the text")
+	fs.StringVar(&opts.LabelColumn, "label-column", "label", "column holding the label")
+	fs.StringVar(&opts.OutDir, "out", "", "model bundle directory to write (required; replaced if it exists)")
+	fs.StringVar(&opts.Name, "name", "", "model name (default: base name of --out)")
+	fs.StringVar(&opts.Version, "model-version", "", "model version (default: UTC timestamp)")
+	fs.Uint64Var(&opts.Seed, "seed", 42, "seed for the validation split and the optimiser")
+	fs.Float64Var(&opts.ValFraction, "val-fraction", 0.1, "share of each label held out for validation")
+	fs.IntVar(&opts.MaxEpochs, "max-epochs", 20, "most epochs per trial")
+	fs.IntVar(&opts.Patience, "patience", 3, "stop a trial after this many epochs without validation gain")
+	fs.IntVar(&opts.Workers, "workers", 0, "trials trained in parallel (0 = number of CPUs)")
+	losses := fs.String("loss", "logistic", "losses to search, comma-separated: logistic, hinge")
+	lrs := fs.String("learning-rates", "0.1,0.2", "AdaGrad learning rates to search, comma-separated")
+	l2s := fs.String("l2", "0,1e-5", "L2 strengths to search, comma-separated")
+	fs.IntVar(&fc.WordNgramMax, "word-ngrams", fc.WordNgramMax, "longest word n-gram")
+	fs.IntVar(&fc.CharNgramMin, "char-ngram-min", fc.CharNgramMin, "shortest character n-gram (0 disables)")
+	fs.IntVar(&fc.CharNgramMax, "char-ngram-max", fc.CharNgramMax, "longest character n-gram (0 disables)")
+	fs.IntVar(&fc.HashBits, "hash-bits", fc.HashBits, "hashed feature space is 2^N buckets")
+	fs.IntVar(&fc.MinDF, "min-df", fc.MinDF, "drop features seen in fewer training texts")
+	fs.IntVar(&fc.MaxRunes, "max-runes", fc.MaxRunes, "featurisation window: longer texts are truncated and flagged")
+	fs.Float64Var(&fc.WordShare, "word-share", fc.WordShare, "share of the vector norm given to word n-grams")
+	fs.StringVar(&fc.Stem, "stem", fc.Stem, `stem word n-grams: "english" or "" (none)`)
+	return &ffcli.Command{
+		Name:       "train",
+		ShortUsage: "triage train --data FILE --text-column NAME --label-column NAME --out DIR [--seed N]",
+		ShortHelp:  "train a linear classifier and write a model bundle",
+		FlagSet:    fs,
+		Options:    parseOptions(),
+		Exec: func(ctx context.Context, args []string) error {
+			if len(args) > 0 {
+				return fmt.Errorf("train: unexpected arguments %q (flags go before them?)", args)
+			}
+			log, err := g.logger(stderr)
+			if err != nil {
+				return err
+			}
+			opts.Logger = log
+			opts.Featurizer = fc
+			opts.Losses = splitList(*losses)
+			if opts.LearningRates, err = parseFloats("--learning-rates", *lrs); err != nil {
+				return err
+			}
+			if opts.L2s, err = parseFloats("--l2", *l2s); err != nil {
+				return err
+			}
+			res, err := trainer.Train(ctx, opts)
+			if err != nil {
+				return err
+			}
+			m := res.Manifest
+			return json.NewEncoder(stdout).Encode(map[string]any{
+				"bundle": res.Dir, "name": m.Name, "version": m.Version, "labels": len(m.Labels),
+				"validation":     map[string]any{"accuracy": m.Metrics.Validation.Accuracy, "macro_f1": m.Metrics.Validation.MacroF1, "n": m.Metrics.Validation.N},
+				"train_accuracy": m.Metrics.TrainAcc, "hyper_params": m.HyperParams, "seconds": m.Training.Seconds,
+			})
+		},
+	}
+}
+
+func parseFloats(flagName, s string) ([]float64, error) {
+	var out []float64
+	for _, p := range splitList(s) {
+		f, err := strconv.ParseFloat(p, 64)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %q is not a number", flagName, p)
+		}
+		out = append(out, f)
+	}
+	return out, nil
+}

@@ -1,0 +1,148 @@
+package inference
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/triage-ml/triage/bundle"
+	"github.com/triage-ml/triage/featurizer"
+)
+
+// ModelOptions configure how a bundle is served.
+type ModelOptions struct {
+	ORTLib  string         // explicit library path; "" = FindORTLibrary's search
+	Session SessionOptions // pool size and threads
+	TopK    int            // scores returned per prediction; 0 = 5
+}
+
+// ModelRef names the model that made a prediction.
+type ModelRef struct {
+	Name    string `json:"name"`
+	Version string `json:"version"`
+}
+
+// Score is one label's probability.
+type Score struct {
+	Label string  `json:"label"`
+	Score float32 `json:"score"`
+}
+
+// Prediction is one text's classification.
+type Prediction struct {
+	Label      string   `json:"label"`
+	Confidence float32  `json:"confidence"`
+	Scores     []Score  `json:"scores"`
+	Model      ModelRef `json:"model"`
+	// Truncated reports that the text was longer than the featurisation
+	// window and only its beginning was classified.
+	Truncated bool `json:"truncated,omitempty"`
+}
+
+// Model serves one bundle through a pool of ONNX Runtime sessions.
+type Model struct {
+	bundle *bundle.Bundle
+	pool   *SessionPool
+	topK   int
+}
+
+// Open loads and verifies the bundle in dir and starts its sessions.
+func Open(dir string, opts ModelOptions) (*Model, error) {
+	b, err := bundle.Load(dir)
+	if err != nil {
+		return nil, err
+	}
+	lib, err := FindORTLibrary(opts.ORTLib)
+	if err != nil {
+		return nil, err
+	}
+	if err := InitORT(lib); err != nil {
+		return nil, err
+	}
+	g := b.Manifest.Graph
+	pool, err := NewSessionPool(b.ModelPath, []string{g.InputIDs, g.InputWeight}, []string{g.Output}, opts.Session)
+	if err != nil {
+		return nil, fmt.Errorf("load model %q: %w", dir, err)
+	}
+	topK := cmp.Or(opts.TopK, 5)
+	return &Model{bundle: b, pool: pool, topK: min(topK, len(b.Manifest.Labels))}, nil
+}
+
+// Manifest returns the bundle's model.json.
+func (m *Model) Manifest() bundle.Manifest { return m.bundle.Manifest }
+
+// Featurizer returns the bundle's featuriser.
+func (m *Model) Featurizer() *featurizer.Featurizer { return m.bundle.Featurizer }
+
+// Ref names the model.
+func (m *Model) Ref() ModelRef {
+	return ModelRef{Name: m.bundle.Manifest.Name, Version: m.bundle.Manifest.Version}
+}
+
+// Close releases the ONNX Runtime sessions.
+func (m *Model) Close() error { return m.pool.Close() }
+
+// ErrNoTexts is returned for an empty batch.
+var ErrNoTexts = errors.New("no texts to classify")
+
+// Predict classifies texts in one ONNX Runtime call.
+func (m *Model) Predict(ctx context.Context, texts []string) ([]Prediction, error) {
+	if len(texts) == 0 {
+		return nil, ErrNoTexts
+	}
+	vs := make([]featurizer.Vector, len(texts))
+	for i, t := range texts {
+		vs[i] = m.bundle.Featurizer.Transform(t)
+	}
+	return m.PredictVectors(ctx, vs)
+}
+
+// PredictVectors classifies already featurised texts, so callers can
+// featurise off the ONNX Runtime thread.
+func (m *Model) PredictVectors(ctx context.Context, vs []featurizer.Vector) ([]Prediction, error) {
+	if len(vs) == 0 {
+		return nil, ErrNoTexts
+	}
+	ids, weights, length := featurizer.Batch(vs)
+	probs, err := m.pool.RunLinear(ctx, ids, weights, len(vs), length)
+	if err != nil {
+		return nil, fmt.Errorf("predict with %s %s: %w", m.bundle.Manifest.Name, m.bundle.Manifest.Version, err)
+	}
+	return m.decode(vs, probs), nil
+}
+
+// decode turns the probability matrix into top-k predictions.
+func (m *Model) decode(vs []featurizer.Vector, probs []float32) []Prediction {
+	labels := m.bundle.Manifest.Labels
+	C := len(labels)
+	ref := m.Ref()
+	out := make([]Prediction, len(vs))
+	for i := range vs {
+		row := probs[i*C : (i+1)*C]
+		scores := topK(row, labels, m.topK)
+		out[i] = Prediction{Label: scores[0].Label, Confidence: scores[0].Score, Scores: scores, Model: ref, Truncated: vs[i].Truncated}
+	}
+	return out
+}
+
+// topK keeps the k best scores by insertion: O(C*k) with k small beats a
+// full sort of C labels. Ties keep label order, so output is deterministic.
+func topK(row []float32, labels []string, k int) []Score {
+	out := make([]Score, 0, k)
+	for c, p := range row {
+		if len(out) == k && p <= out[k-1].Score {
+			continue
+		}
+		if len(out) < k {
+			out = append(out, Score{})
+		}
+		j := len(out) - 1
+		for j > 0 && out[j-1].Score < p {
+			out[j] = out[j-1]
+			j--
+		}
+		out[j] = Score{Label: labels[c], Score: p}
+	}
+	return out
+}

@@ -1,0 +1,340 @@
+package inference
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"sync"
+
+	ort "github.com/yalue/onnxruntime_go"
+)
+
+// SessionOptions configures every session in a SessionPool.
+type SessionOptions struct {
+	// IntraOpThreads is each session's intra-op thread count; 0 = ORT default
+	// (one per physical core). Every pooled session gets its own thread pool,
+	// so with PoolSize > 1 consider cores/PoolSize to avoid oversubscription.
+	IntraOpThreads int
+	InterOpThreads int // 0 = ORT default
+	PoolSize       int // sessions in the pool; 0 -> 1
+}
+
+// ErrPoolClosed is returned by RunLinear once Close has been called.
+var ErrPoolClosed = errors.New("inference: session pool is closed")
+
+// slot is one session plus the RunOptions used to abort its in-flight run
+// when the caller's context is cancelled.
+type slot struct {
+	sess *ort.DynamicAdvancedSession
+	run  *ort.RunOptions
+}
+
+// SessionPool holds N ORT DynamicAdvancedSessions of one model for concurrent
+// Run calls. An ORT session is safe for concurrent Run, but separate sessions
+// give callers independent scratch memory and abortable RunOptions, and bound
+// how many runs compete for CPU at once.
+type SessionPool struct {
+	modelPath   string
+	inputNames  []string
+	outputNames []string
+	inputInfo   []ort.InputOutputInfo // same order as inputNames
+	outputInfo  []ort.InputOutputInfo // same order as outputNames
+	size        int
+
+	free      chan *slot    // idle sessions; capacity size
+	done      chan struct{} // closed by Close to wake waiters
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// NewSessionPool loads modelPath into opts.PoolSize sessions bound to the
+// given input and output names. InitORT must have succeeded first.
+func NewSessionPool(modelPath string, inputNames, outputNames []string, opts SessionOptions) (*SessionPool, error) {
+	if LoadedORTLibrary() == "" {
+		return nil, fmt.Errorf("load model %q: ONNX Runtime not initialised; call InitORT first", modelPath)
+	}
+	if len(inputNames) == 0 || len(outputNames) == 0 {
+		// onnxruntime_go indexes names[0] when running, so empty lists would panic.
+		return nil, fmt.Errorf("load model %q: need at least one input and one output name (got %d, %d)",
+			modelPath, len(inputNames), len(outputNames))
+	}
+	if opts.PoolSize < 0 || opts.IntraOpThreads < 0 || opts.InterOpThreads < 0 {
+		return nil, fmt.Errorf("load model %q: negative SessionOptions %+v", modelPath, opts)
+	}
+	size := max(opts.PoolSize, 1)
+
+	so, err := ort.NewSessionOptions()
+	if err != nil {
+		return nil, fmt.Errorf("load model %q: session options: %w", modelPath, err)
+	}
+	// ORT copies the options into each session, so they can go when we return.
+	defer so.Destroy()
+	if err := so.SetGraphOptimizationLevel(ort.GraphOptimizationLevelEnableAll); err != nil {
+		return nil, fmt.Errorf("load model %q: graph optimisation level: %w", modelPath, err)
+	}
+	if opts.IntraOpThreads > 0 {
+		if err := so.SetIntraOpNumThreads(opts.IntraOpThreads); err != nil {
+			return nil, fmt.Errorf("load model %q: intra-op threads: %w", modelPath, err)
+		}
+	}
+	if opts.InterOpThreads > 0 {
+		if err := so.SetInterOpNumThreads(opts.InterOpThreads); err != nil {
+			return nil, fmt.Errorf("load model %q: inter-op threads: %w", modelPath, err)
+		}
+	}
+
+	// Check the names up front: ORT would only reject a wrong name at Run time.
+	ins, outs, err := ort.GetInputOutputInfoWithOptions(modelPath, so)
+	if err != nil {
+		return nil, fmt.Errorf("load model %q: %w", modelPath, err)
+	}
+	inInfo, err := pickInfo(ins, inputNames, "input")
+	if err != nil {
+		return nil, fmt.Errorf("load model %q: %w", modelPath, err)
+	}
+	outInfo, err := pickInfo(outs, outputNames, "output")
+	if err != nil {
+		return nil, fmt.Errorf("load model %q: %w", modelPath, err)
+	}
+
+	p := &SessionPool{
+		modelPath:   modelPath,
+		inputNames:  append([]string(nil), inputNames...),
+		outputNames: append([]string(nil), outputNames...),
+		inputInfo:   inInfo,
+		outputInfo:  outInfo,
+		size:        size,
+		free:        make(chan *slot, size),
+		done:        make(chan struct{}),
+	}
+	for i := 0; i < size; i++ {
+		s, err := newSlot(modelPath, p.inputNames, p.outputNames, so)
+		if err != nil {
+			p.destroyFree()
+			return nil, fmt.Errorf("load model %q: session %d of %d: %w", modelPath, i+1, size, err)
+		}
+		p.free <- s
+	}
+	return p, nil
+}
+
+func newSlot(modelPath string, inputNames, outputNames []string, so *ort.SessionOptions) (*slot, error) {
+	sess, err := ort.NewDynamicAdvancedSession(modelPath, inputNames, outputNames, so)
+	if err != nil {
+		return nil, err
+	}
+	run, err := ort.NewRunOptions()
+	if err != nil {
+		sess.Destroy()
+		return nil, fmt.Errorf("run options: %w", err)
+	}
+	return &slot{sess: sess, run: run}, nil
+}
+
+func (s *slot) destroy() error {
+	return errors.Join(s.sess.Destroy(), s.run.Destroy())
+}
+
+// destroyFree destroys every idle slot; only for construction failures.
+func (p *SessionPool) destroyFree() {
+	for {
+		select {
+		case s := <-p.free:
+			s.destroy()
+		default:
+			return
+		}
+	}
+}
+
+func pickInfo(all []ort.InputOutputInfo, names []string, kind string) ([]ort.InputOutputInfo, error) {
+	picked := make([]ort.InputOutputInfo, len(names))
+	for i, name := range names {
+		found := false
+		for _, info := range all {
+			if info.Name == name {
+				picked[i], found = info, true
+				break
+			}
+		}
+		if !found {
+			have := make([]string, len(all))
+			for j, info := range all {
+				have[j] = info.Name
+			}
+			return nil, fmt.Errorf("model has no %s %q (its %ss: %q)", kind, name, kind, have)
+		}
+	}
+	return picked, nil
+}
+
+// Size is the number of sessions in the pool.
+func (p *SessionPool) Size() int { return p.size }
+
+// NumClasses is the static last dimension of the first output, or 0 when
+// the model leaves it dynamic.
+func (p *SessionPool) NumClasses() int {
+	d := p.outputInfo[0].Dimensions
+	if len(d) == 0 || d[len(d)-1] <= 0 {
+		return 0
+	}
+	return int(d[len(d)-1])
+}
+
+// checkLinear verifies the pool's bindings fit RunLinear's contract.
+func (p *SessionPool) checkLinear() error {
+	if len(p.inputInfo) != 2 || len(p.outputInfo) != 1 {
+		return fmt.Errorf("RunLinear needs 2 inputs (ids, weights) and 1 output, pool has %d and %d",
+			len(p.inputInfo), len(p.outputInfo))
+	}
+	want := []struct {
+		info ort.InputOutputInfo
+		typ  ort.TensorElementDataType
+	}{
+		{p.inputInfo[0], ort.TensorElementDataTypeInt64},
+		{p.inputInfo[1], ort.TensorElementDataTypeFloat},
+		{p.outputInfo[0], ort.TensorElementDataTypeFloat},
+	}
+	for _, w := range want {
+		if w.info.OrtValueType != ort.ONNXTypeTensor || w.info.DataType != w.typ {
+			return fmt.Errorf("RunLinear: %q is %s, want a %s tensor", w.info.Name, w.info.String(), w.typ)
+		}
+	}
+	return nil
+}
+
+// RunLinear runs a model whose inputs are int64 ids [batch,length] and
+// float32 weights [batch,length] and whose single output is float32
+// [batch, numClasses]; it returns the output row-major. It blocks for a free
+// session; ctx cancellation ends the wait and also aborts a run in progress.
+func (p *SessionPool) RunLinear(ctx context.Context, ids []int64, weights []float32, batch, length int) ([]float32, error) {
+	if err := p.checkLinear(); err != nil {
+		return nil, fmt.Errorf("run model %q: %w", p.modelPath, err)
+	}
+	if batch < 0 || length < 0 {
+		return nil, fmt.Errorf("run model %q: negative batch (%d) or length (%d)", p.modelPath, batch, length)
+	}
+	if length != 0 && batch > math.MaxInt/length {
+		return nil, fmt.Errorf("run model %q: batch*length overflows (%d x %d)", p.modelPath, batch, length)
+	}
+	if n := batch * length; len(ids) != n || len(weights) != n {
+		return nil, fmt.Errorf("run model %q: len(ids)=%d, len(weights)=%d, want batch*length=%d",
+			p.modelPath, len(ids), len(weights), n)
+	}
+	if batch == 0 {
+		select {
+		case <-p.done:
+			return nil, fmt.Errorf("run model %q: %w", p.modelPath, ErrPoolClosed)
+		default:
+			return []float32{}, nil
+		}
+	}
+
+	s, err := p.acquire(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("run model %q: waiting for a free session: %w", p.modelPath, err)
+	}
+	defer func() { p.free <- s }()
+
+	shape := ort.NewShape(int64(batch), int64(length))
+	idsT, err := ort.NewTensor(shape, ids)
+	if err != nil {
+		return nil, fmt.Errorf("run model %q: ids tensor: %w", p.modelPath, err)
+	}
+	defer idsT.Destroy()
+	wT, err := ort.NewTensor(shape, weights)
+	if err != nil {
+		return nil, fmt.Errorf("run model %q: weights tensor: %w", p.modelPath, err)
+	}
+	defer wT.Destroy()
+
+	// Let ORT allocate the output: onnxruntime_go copies it into a Go-backed
+	// tensor, whose slice stays valid after Destroy releases the OrtValue.
+	outputs := []ort.Value{nil}
+	runErr := s.runAbortable(ctx, []ort.Value{idsT, wT}, outputs)
+	if outputs[0] != nil {
+		defer outputs[0].Destroy()
+	}
+	if runErr != nil {
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			return nil, fmt.Errorf("run model %q: aborted: %w (ort: %v)", p.modelPath, ctxErr, runErr)
+		}
+		return nil, fmt.Errorf("run model %q: %w", p.modelPath, runErr)
+	}
+
+	out, ok := outputs[0].(*ort.Tensor[float32])
+	if !ok {
+		return nil, fmt.Errorf("run model %q: output %q is %T, want float32 tensor", p.modelPath, p.outputNames[0], outputs[0])
+	}
+	got := out.GetShape()
+	if len(got) != 2 || got[0] != int64(batch) {
+		return nil, fmt.Errorf("run model %q: output %q has shape %v, want [%d, numClasses]",
+			p.modelPath, p.outputNames[0], got, batch)
+	}
+	return out.GetData(), nil
+}
+
+// runAbortable runs the session, setting ORT's terminate flag if ctx is
+// cancelled mid-run, and clears the flag afterwards so the slot stays usable.
+func (s *slot) runAbortable(ctx context.Context, inputs, outputs []ort.Value) error {
+	terminated := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		defer close(terminated)
+		s.run.Terminate()
+	})
+	err := s.sess.RunWithOptions(inputs, outputs, s.run)
+	if !stop() {
+		<-terminated
+		if uerr := s.run.UnsetTerminate(); uerr != nil {
+			return errors.Join(err, fmt.Errorf("reset run options: %w", uerr))
+		}
+	}
+	return err
+}
+
+// acquire takes an idle session, or fails when ctx ends or the pool closes.
+func (p *SessionPool) acquire(ctx context.Context) (*slot, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	select {
+	case <-p.done:
+		return nil, ErrPoolClosed
+	default:
+	}
+	select {
+	case s := <-p.free:
+		select {
+		case <-p.done:
+			// Close is draining the pool; hand the session to it.
+			p.free <- s
+			return nil, ErrPoolClosed
+		default:
+			return s, nil
+		}
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-p.done:
+		return nil, ErrPoolClosed
+	}
+}
+
+// Close waits for in-flight runs to finish, then destroys every session.
+// Waiting callers get ErrPoolClosed. Safe to call more than once.
+func (p *SessionPool) Close() error {
+	p.closeOnce.Do(func() {
+		close(p.done)
+		var errs []error
+		for i := 0; i < p.size; i++ {
+			s := <-p.free
+			if err := s.destroy(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if err := errors.Join(errs...); err != nil {
+			p.closeErr = fmt.Errorf("close model %q: %w", p.modelPath, err)
+		}
+	})
+	return p.closeErr
+}

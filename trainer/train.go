@@ -1,0 +1,318 @@
+// Package trainer trains Triage's linear text classifiers in pure Go and
+// writes them as model bundles that ONNX Runtime serves: featurise, carve a
+// stratified validation split, search hyper-parameters on it, export ONNX.
+package trainer
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/triage-ml/triage/bundle"
+	"github.com/triage-ml/triage/featurizer"
+	"github.com/triage-ml/triage/internal/dataset"
+	"github.com/triage-ml/triage/internal/onnxgraph"
+	"github.com/triage-ml/triage/internal/scoring"
+)
+
+// Options configure one training run. Zero values are filled by Validate
+// with the defaults documented on each field.
+type Options struct {
+	DataPath    string
+	TextColumn  string // default "text"
+	LabelColumn string // default "label"
+	OutDir      string
+	Name        string // default: base name of OutDir
+	Version     string // default: UTC time, e.g. 20261124T170000Z
+
+	Seed        uint64
+	ValFraction float64 // default 0.1
+
+	Featurizer    featurizer.Config
+	Losses        []string  // default [logistic]
+	LearningRates []float64 // default [0.1, 0.2]
+	L2s           []float64 // default [0, 1e-5]
+	MaxEpochs     int       // default 20
+	Patience      int       // epochs without improvement before stopping; default 3
+	Workers       int       // parallel trials; default GOMAXPROCS
+
+	Logger *slog.Logger
+}
+
+// Validate fills defaults and reports every invalid option at once.
+func (o *Options) Validate() error {
+	var errs []error
+	if o.DataPath == "" {
+		errs = append(errs, errors.New("--data: path to a CSV or JSONL file is required"))
+	}
+	if o.OutDir == "" {
+		errs = append(errs, errors.New("--out: bundle directory is required"))
+	}
+	o.TextColumn = cmp.Or(o.TextColumn, "text")
+	o.LabelColumn = cmp.Or(o.LabelColumn, "label")
+	if o.Name == "" && o.OutDir != "" {
+		o.Name = filepath.Base(filepath.Clean(o.OutDir))
+	}
+	if o.Version == "" {
+		o.Version = time.Now().UTC().Format("20060102T150405Z")
+	}
+	if o.ValFraction == 0 {
+		o.ValFraction = 0.1
+	}
+	if o.ValFraction <= 0 || o.ValFraction >= 0.5 {
+		errs = append(errs, fmt.Errorf("--val-fraction %v: must be in (0, 0.5)", o.ValFraction))
+	}
+	if o.Featurizer == (featurizer.Config{}) {
+		o.Featurizer = featurizer.DefaultConfig()
+	}
+	if err := o.Featurizer.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if len(o.Losses) == 0 {
+		o.Losses = []string{LossLogistic}
+	}
+	for _, l := range o.Losses {
+		if l != LossLogistic && l != LossHinge {
+			errs = append(errs, fmt.Errorf("--loss %q: use %q or %q", l, LossLogistic, LossHinge))
+		}
+	}
+	if len(o.LearningRates) == 0 {
+		o.LearningRates = []float64{0.1, 0.2}
+	}
+	for _, lr := range o.LearningRates {
+		if lr <= 0 || lr > 10 {
+			errs = append(errs, fmt.Errorf("--learning-rates %v: each must be in (0, 10]", lr))
+		}
+	}
+	if len(o.L2s) == 0 {
+		o.L2s = []float64{0, 1e-5}
+	}
+	for _, l2 := range o.L2s {
+		if l2 < 0 || l2 >= 1 {
+			errs = append(errs, fmt.Errorf("--l2 %v: each must be in [0, 1)", l2))
+		}
+	}
+	if o.MaxEpochs == 0 {
+		o.MaxEpochs = 20
+	}
+	if o.MaxEpochs < 1 || o.MaxEpochs > 1000 {
+		errs = append(errs, fmt.Errorf("--max-epochs %d: must be 1..1000", o.MaxEpochs))
+	}
+	if o.Patience == 0 {
+		o.Patience = 3
+	}
+	if o.Workers <= 0 {
+		o.Workers = runtime.GOMAXPROCS(0)
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return errors.Join(errs...)
+}
+
+// Result is what a training run produced.
+type Result struct {
+	Dir      string
+	Manifest bundle.Manifest
+}
+
+// Train runs the whole pipeline and writes the bundle to opts.OutDir.
+func Train(ctx context.Context, opts Options) (*Result, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, fmt.Errorf("train options: %w", err)
+	}
+	start := time.Now()
+	log := opts.Logger
+	ds, err := dataset.Load(opts.DataPath, dataset.Options{TextColumn: opts.TextColumn, LabelColumn: opts.LabelColumn})
+	if err != nil {
+		return nil, fmt.Errorf("train: %w", err)
+	}
+	labels := dataset.Labels(ds.Examples)
+	if len(labels) < 2 {
+		return nil, fmt.Errorf("train: %s has %d distinct label(s) in column %q; need at least 2", opts.DataPath, len(labels), opts.LabelColumn)
+	}
+	train, val, err := dataset.StratifiedSplit(ds.Examples, opts.ValFraction, opts.Seed)
+	if err != nil {
+		return nil, fmt.Errorf("train: %w", err)
+	}
+	log.Info("data loaded", "path", opts.DataPath, "rows", len(ds.Examples), "labels", len(labels), "train", len(train), "validation", len(val))
+
+	ext, err := featurizer.NewExtractor(opts.Featurizer)
+	if err != nil {
+		return nil, err
+	}
+	texts := make([]string, len(train))
+	for i, e := range train {
+		texts[i] = e.Text
+	}
+	vocab, err := ext.Fit(texts)
+	if err != nil {
+		return nil, fmt.Errorf("train: %w", err)
+	}
+	fz, err := featurizer.New(opts.Featurizer, vocab)
+	if err != nil {
+		return nil, err
+	}
+	index := make(map[string]int, len(labels))
+	for i, l := range labels {
+		index[l] = i
+	}
+	trX, trY := Featurize(fz, train, index, opts.Workers)
+	vaX, vaY := Featurize(fz, val, index, opts.Workers)
+	log.Info("featurised", "features", vocab.Size(), "seconds", time.Since(start).Seconds())
+
+	trials, best, err := search(ctx, opts, trX, trY, vaX, vaY, vocab.Size(), labels)
+	if err != nil {
+		return nil, err
+	}
+	valReport := evaluate(best.model, vaX, vaY, labels)
+	trainReport := evaluate(best.model, trX, trY, labels)
+
+	g := &onnxgraph.LinearSoftmax{
+		NumFeatures: vocab.Size(), NumClasses: len(labels), Weights: best.model.W, Bias: best.model.B,
+		ProducerVersion: "triage " + bundle.FormatVersionString(),
+		DocString:       fmt.Sprintf("Triage linear classifier %s %s", opts.Name, opts.Version),
+		Metadata:        map[string]string{"name": opts.Name, "version": opts.Version},
+	}
+	onnxBytes, err := g.Marshal()
+	if err != nil {
+		return nil, fmt.Errorf("train: export ONNX: %w", err)
+	}
+	hp := best.params
+	m := bundle.Manifest{
+		Name: opts.Name, Version: opts.Version, CreatedAt: time.Now().UTC().Truncate(time.Second),
+		Labels: labels, Featurizer: opts.Featurizer,
+		Graph: bundle.Graph{Kind: "linear", Opset: onnxgraph.Opset, NumFeatures: vocab.Size(), NumClasses: len(labels),
+			InputIDs: onnxgraph.InputIDs, InputWeight: onnxgraph.InputWeights, Output: onnxgraph.OutputProbs},
+		HyperParams: map[string]any{"loss": hp.Loss, "learning_rate": hp.LearningRate, "l2": hp.L2, "epochs": hp.Epochs,
+			"optimizer": "adagrad", "max_epochs": opts.MaxEpochs, "patience": opts.Patience},
+		Metrics: bundle.Metrics{Validation: valReport, TrainAcc: trainReport.Accuracy, Search: trials},
+		Training: bundle.Training{DataPath: opts.DataPath, DataSHA256: ds.SHA256, TextColumn: opts.TextColumn,
+			LabelColumn: opts.LabelColumn, Rows: len(ds.Examples), TrainRows: len(train), ValRows: len(val),
+			Seed: opts.Seed, ValFraction: opts.ValFraction, GoVersion: runtime.Version()},
+	}
+	m.Training.Seconds = time.Since(start).Seconds()
+	if err := bundle.Write(opts.OutDir, &m, vocab, onnxBytes); err != nil {
+		return nil, err
+	}
+	log.Info("model written", "dir", opts.OutDir, "val_accuracy", valReport.Accuracy, "val_macro_f1", valReport.MacroF1,
+		"params", m.HyperParams, "seconds", m.Training.Seconds)
+	return &Result{Dir: opts.OutDir, Manifest: m}, nil
+}
+
+// Featurize transforms examples in parallel; labels map through index.
+func Featurize(fz *featurizer.Featurizer, exs []dataset.Example, index map[string]int, workers int) ([]featurizer.Vector, []int) {
+	xs := make([]featurizer.Vector, len(exs))
+	ys := make([]int, len(exs))
+	var wg sync.WaitGroup
+	chunk := (len(exs) + workers - 1) / max(workers, 1)
+	for lo := 0; lo < len(exs); lo += max(chunk, 1) {
+		hi := min(lo+chunk, len(exs))
+		wg.Go(func() {
+			for i := lo; i < hi; i++ {
+				xs[i] = fz.Transform(exs[i].Text)
+				ys[i] = index[exs[i].Label]
+			}
+		})
+	}
+	wg.Wait()
+	return xs, ys
+}
+
+func evaluate(m *Linear, xs []featurizer.Vector, ys []int, labels []string) scoring.Report {
+	z := make([]float32, m.NumClasses)
+	pred := make([]int, len(xs))
+	for i, x := range xs {
+		pred[i] = m.Predict(x, z)
+	}
+	r, _ := scoring.Score(labels, ys, pred) // lengths match by construction
+	return r
+}
+
+type candidate struct {
+	params HyperParams
+	model  *Linear
+	report scoring.Report
+}
+
+// better orders candidates: validation accuracy, then macro-F1, then fewer
+// epochs (cheaper and less fitted to the training set).
+func better(a, b candidate) bool {
+	if a.report.Accuracy != b.report.Accuracy {
+		return a.report.Accuracy > b.report.Accuracy
+	}
+	if a.report.MacroF1 != b.report.MacroF1 {
+		return a.report.MacroF1 > b.report.MacroF1
+	}
+	return a.params.Epochs < b.params.Epochs
+}
+
+// search trains every grid point (in parallel, opts.Workers at a time),
+// picking each one's epoch by validation score with early stopping.
+func search(ctx context.Context, opts Options, trX []featurizer.Vector, trY []int, vaX []featurizer.Vector, vaY []int,
+	numFeatures int, labels []string) ([]bundle.Trial, candidate, error) {
+	var grid []HyperParams
+	for _, loss := range opts.Losses {
+		for _, lr := range opts.LearningRates {
+			for _, l2 := range opts.L2s {
+				grid = append(grid, HyperParams{Loss: loss, LearningRate: lr, L2: l2})
+			}
+		}
+	}
+	results := make([]candidate, len(grid))
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(opts.Workers)
+	for i, hp := range grid {
+		g.Go(func() error {
+			best := candidate{params: hp}
+			stale := 0
+			_, err := fit(ctx, trX, trY, numFeatures, len(labels), hp, opts.MaxEpochs, opts.Seed+uint64(i), func(epoch int, m *Linear) bool {
+				r := evaluate(m, vaX, vaY, labels)
+				c := candidate{params: hp, report: r}
+				c.params.Epochs = epoch
+				if best.model == nil || better(c, best) {
+					c.model = m.clone()
+					best, stale = c, 0
+				} else {
+					stale++
+				}
+				opts.Logger.Debug("epoch", "loss", hp.Loss, "lr", hp.LearningRate, "l2", hp.L2, "epoch", epoch, "val_accuracy", r.Accuracy)
+				return stale < opts.Patience
+			})
+			if err != nil {
+				return fmt.Errorf("train %+v: %w", hp, err)
+			}
+			results[i] = best
+			opts.Logger.Info("trial done", "loss", hp.Loss, "learning_rate", hp.LearningRate, "l2", hp.L2,
+				"best_epoch", best.params.Epochs, "val_accuracy", best.report.Accuracy, "val_macro_f1", best.report.MacroF1)
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, candidate{}, err
+	}
+	trials := make([]bundle.Trial, len(results))
+	for i, r := range results {
+		trials[i] = bundle.Trial{Params: map[string]any{"loss": r.params.Loss, "learning_rate": r.params.LearningRate, "l2": r.params.L2},
+			BestEpoch: r.params.Epochs, ValAccuracy: r.report.Accuracy, ValMacroF1: r.report.MacroF1}
+	}
+	best := slices.MinFunc(results, func(a, b candidate) int {
+		if better(a, b) {
+			return -1
+		}
+		if better(b, a) {
+			return 1
+		}
+		return 0
+	})
+	return trials, best, nil
+}
