@@ -1,7 +1,14 @@
-# Lead will extend this; keep targets phony and recipe lines tab-indented.
 GO ?= go
 
-.PHONY: onnxruntime build test vet fmt-check
+.PHONY: demo test onnxruntime build vet fmt-check bench
+
+# The main job on the embedded default (see README).
+demo:
+	bash scripts/demo.sh
+
+# The test command (see README); .ci/run calls it.
+test:
+	bash scripts/test.sh
 
 # Fetch and verify the pinned ONNX Runtime shared library into .cache/.
 onnxruntime:
@@ -10,12 +17,13 @@ onnxruntime:
 build:
 	$(GO) build -o bin/triage ./cmd/triage
 
-test:
-	$(GO) test ./...
-
 vet:
 	$(GO) vet ./...
 
 # Fails listing the offending files when anything is not gofmt-clean.
 fmt-check:
 	@out="$$(gofmt -l .)"; if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+
+# Inference benchmark: ORT beside the pure-Go reference (needs `make demo` first).
+bench: build onnxruntime
+	bin/triage bench predict --model data/models/support --data $${TRIAGE_DATA_DIR:-../shared/data}/banking77/train.csv

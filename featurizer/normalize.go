@@ -36,9 +36,35 @@ func Normalize(text string, maxRunes int) (normalized string, truncated bool) {
 			n++
 		}
 	}
+	if lower, ok := asciiLower(text); ok {
+		return lower, truncated // NFKC and case folding reduce to ToLower on ASCII
+	}
 	c := folder // copy: Caser is stateful
 	c.Reset()
 	return c.String(norm.NFKC.String(text)), truncated
+}
+
+// asciiLower lower-cases pure-ASCII text without the Unicode machinery; ok
+// is false when text has any non-ASCII byte.
+func asciiLower(s string) (string, bool) {
+	upper := false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= utf8.RuneSelf {
+			return "", false
+		}
+		upper = upper || ('A' <= c && c <= 'Z')
+	}
+	if !upper {
+		return s, true
+	}
+	b := []byte(s)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b), true
 }
 
 // tokenKind tells word tokens (which also yield character n-grams) from

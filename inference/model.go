@@ -104,23 +104,31 @@ func (m *Model) PredictVectors(ctx context.Context, vs []featurizer.Vector) ([]P
 	if len(vs) == 0 {
 		return nil, ErrNoTexts
 	}
+	probs, err := m.Probabilities(ctx, vs)
+	if err != nil {
+		return nil, err
+	}
+	return decode(m.bundle.Manifest.Labels, m.Ref(), m.topK, vs, probs), nil
+}
+
+// Probabilities runs ONNX Runtime on featurised texts and returns the
+// [len(vs)][classes] probability matrix, row-major.
+func (m *Model) Probabilities(ctx context.Context, vs []featurizer.Vector) ([]float32, error) {
 	ids, weights, length := featurizer.Batch(vs)
 	probs, err := m.pool.RunLinear(ctx, ids, weights, len(vs), length)
 	if err != nil {
 		return nil, fmt.Errorf("predict with %s %s: %w", m.bundle.Manifest.Name, m.bundle.Manifest.Version, err)
 	}
-	return m.decode(vs, probs), nil
+	return probs, nil
 }
 
 // decode turns the probability matrix into top-k predictions.
-func (m *Model) decode(vs []featurizer.Vector, probs []float32) []Prediction {
-	labels := m.bundle.Manifest.Labels
+func decode(labels []string, ref ModelRef, k int, vs []featurizer.Vector, probs []float32) []Prediction {
 	C := len(labels)
-	ref := m.Ref()
 	out := make([]Prediction, len(vs))
 	for i := range vs {
 		row := probs[i*C : (i+1)*C]
-		scores := topK(row, labels, m.topK)
+		scores := topK(row, labels, k)
 		out[i] = Prediction{Label: scores[0].Label, Confidence: scores[0].Score, Scores: scores, Model: ref, Truncated: vs[i].Truncated}
 	}
 	return out

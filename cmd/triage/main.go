@@ -79,6 +79,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			trainCommand(stdout, stderr),
 			evalCommand(stdout, stderr),
 			predictCommand(stdout, stderr),
+			benchCommand(stdout, stderr),
 			versionCommand(stdout),
 		},
 		Exec: func(context.Context, []string) error { return flag.ErrHelp },

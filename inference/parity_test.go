@@ -1,0 +1,115 @@
+package inference
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/triage-ml/triage/featurizer"
+	"github.com/triage-ml/triage/trainer"
+)
+
+// trainedBundle trains a small model on generated support tickets, so the
+// parity test exercises a real trained graph, not hand-made weights.
+func trainedBundle(t testing.TB) string {
+	t.Helper()
+	words := map[string][]string{
+		"card_arrival":  {"card", "arrive", "delivery", "waiting", "post", "weeks"},
+		"refund":        {"refund", "money", "back", "returned", "merchant", "pending"},
+		"exchange_rate": {"rate", "exchange", "currency", "euro", "dollar", "fee"},
+		"lost_card":     {"lost", "stolen", "missing", "block", "freeze", "thief"},
+	}
+	labels := []string{"card_arrival", "refund", "exchange_rate", "lost_card"}
+	filler := []string{"my", "the", "please", "why", "is", "not", "help", "I", "need"}
+	rng := rand.New(rand.NewPCG(11, 12))
+	var b strings.Builder
+	b.WriteString("text,label\n")
+	for i := range 400 {
+		l := labels[i%len(labels)]
+		var ws []string
+		for range 7 {
+			if rng.IntN(3) > 0 {
+				ws = append(ws, words[l][rng.IntN(6)])
+			} else {
+				ws = append(ws, filler[rng.IntN(len(filler))])
+			}
+		}
+		fmt.Fprintf(&b, "%q,%s\n", strings.Join(ws, " "), l)
+	}
+	dir := t.TempDir()
+	data := filepath.Join(dir, "tickets.csv")
+	if err := os.WriteFile(data, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "support")
+	if _, err := trainer.Train(context.Background(), trainer.Options{DataPath: data, OutDir: out, Seed: 1,
+		LearningRates: []float64{0.2}, L2s: []float64{0}, MaxEpochs: 6}); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func TestORTMatchesPureGoReference(t *testing.T) {
+	dir := trainedBundle(t)
+	m, err := Open(dir, ModelOptions{Session: SessionOptions{PoolSize: 1, IntraOpThreads: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	ref, err := OpenReference(dir, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	texts := []string{
+		"my card has not arrived after two weeks", "I want a refund of my money", "what is the euro exchange rate",
+		"my card was stolen, block it", "", "😍😍😍", "我的卡丢了", "CARD ARRIVE?!", strings.Repeat("refund ", 3000),
+		"\xff\xfe broken bytes card", "unrelated words entirely",
+	}
+	for _, batch := range []int{1, 3, len(texts)} {
+		vs := make([]featurizer.Vector, batch)
+		for i := range vs {
+			vs[i] = m.Featurizer().Transform(texts[i])
+		}
+		got, err := m.Probabilities(context.Background(), vs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := ref.Probabilities(vs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != len(want) || len(got) != batch*len(m.Manifest().Labels) {
+			t.Fatalf("batch %d: %d vs %d probabilities", batch, len(got), len(want))
+		}
+		var worst float64
+		for i := range got {
+			worst = max(worst, math.Abs(float64(got[i]-want[i])))
+		}
+		if worst > 1e-5 {
+			t.Errorf("batch %d: max |ORT - Go| = %g > 1e-5", batch, worst)
+		}
+	}
+	preds, err := m.Predict(context.Background(), texts[:4])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []string{"card_arrival", "refund", "exchange_rate", "lost_card"} {
+		p := preds[i]
+		if p.Label != want || p.Model.Name != "support" || len(p.Scores) != 4 || p.Scores[0].Score != p.Confidence {
+			t.Errorf("%q: %+v", texts[i], p)
+		}
+		for k := 1; k < len(p.Scores); k++ {
+			if p.Scores[k].Score > p.Scores[k-1].Score {
+				t.Errorf("scores not sorted: %+v", p.Scores)
+			}
+		}
+	}
+	if long, _ := m.Predict(context.Background(), []string{strings.Repeat("refund ", 3000)}); !long[0].Truncated {
+		t.Error("text over the window not flagged as truncated")
+	}
+}

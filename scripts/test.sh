@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The project's test command (README, `make test`, .ci/run): installs what the
+# tests need on a fresh machine, then runs formatting, vet and the Go tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n== %s\n' "$*" >&2; }
+
+step "ONNX Runtime shared library"
+ONNXRUNTIME_LIB="$(bash scripts/fetch-onnxruntime.sh | tail -n1)"
+export ONNXRUNTIME_LIB
+
+step "Python onnx package (ONNX checker used by the export tests)"
+if ! python3 -c 'import onnx' 2>/dev/null; then
+  python3 -m pip install --quiet --disable-pip-version-check 'onnx>=1.16'
+fi
+python3 -c 'import onnx; print("onnx", onnx.__version__)'
+
+step "gofmt"
+unformatted="$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.cache/*'))"
+if [ -n "$unformatted" ]; then
+  echo "gofmt needed on:" >&2; echo "$unformatted" >&2; exit 1
+fi
+
+step "go vet"
+go vet ./...
+
+step "go build"
+go build -o bin/triage ./cmd/triage
+
+step "go test"
+go test -count=1 -timeout 20m ./...
+
+step "fuzz (short)"
+go test -run '^$' -fuzz '^FuzzTransform$' -fuzztime "${FUZZ_TIME:-20s}" ./featurizer
