@@ -5,6 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
+	"slices"
+	"sync"
 
 	"github.com/triage-ml/triage/bundle"
 	"github.com/triage-ml/triage/featurizer"
@@ -91,11 +94,7 @@ func (m *Model) Predict(ctx context.Context, texts []string) ([]Prediction, erro
 	if len(texts) == 0 {
 		return nil, ErrNoTexts
 	}
-	vs := make([]featurizer.Vector, len(texts))
-	for i, t := range texts {
-		vs[i] = m.bundle.Featurizer.Transform(t)
-	}
-	return m.PredictVectors(ctx, vs)
+	return m.PredictVectors(ctx, featurizeAll(m.bundle.Featurizer, texts))
 }
 
 // PredictVectors classifies already featurised texts, so callers can
@@ -113,13 +112,74 @@ func (m *Model) PredictVectors(ctx context.Context, vs []featurizer.Vector) ([]P
 
 // Probabilities runs ONNX Runtime on featurised texts and returns the
 // [len(vs)][classes] probability matrix, row-major.
+//
+// Large batches are cut into chunks of texts of similar length: the graph
+// takes padded [batch, length] inputs, so one very long text in a batch of
+// 256 would otherwise make every row as long as it.
 func (m *Model) Probabilities(ctx context.Context, vs []featurizer.Vector) ([]float32, error) {
+	if len(vs) <= lengthChunk {
+		return m.run(ctx, vs)
+	}
+	C := len(m.bundle.Manifest.Labels)
+	order := make([]int, len(vs))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(len(vs[a].IDs), len(vs[b].IDs)) })
+	out := make([]float32, len(vs)*C)
+	chunk := make([]featurizer.Vector, 0, lengthChunk)
+	for lo := 0; lo < len(order); lo += lengthChunk {
+		idx := order[lo:min(lo+lengthChunk, len(order))]
+		chunk = chunk[:0]
+		for _, i := range idx {
+			chunk = append(chunk, vs[i])
+		}
+		probs, err := m.run(ctx, chunk)
+		if err != nil {
+			return nil, err
+		}
+		for j, i := range idx {
+			copy(out[i*C:(i+1)*C], probs[j*C:(j+1)*C])
+		}
+	}
+	return out, nil
+}
+
+// lengthChunk is the batch size above which texts are grouped by length.
+const lengthChunk = 64
+
+func (m *Model) run(ctx context.Context, vs []featurizer.Vector) ([]float32, error) {
 	ids, weights, length := featurizer.Batch(vs)
 	probs, err := m.pool.RunLinear(ctx, ids, weights, len(vs), length)
 	if err != nil {
 		return nil, fmt.Errorf("predict with %s %s: %w", m.bundle.Manifest.Name, m.bundle.Manifest.Version, err)
 	}
 	return probs, nil
+}
+
+// featurizeAll featurises texts, spreading large batches over all CPUs so
+// featurisation (the larger share of the work) is not single-threaded.
+func featurizeAll(f *featurizer.Featurizer, texts []string) []featurizer.Vector {
+	vs := make([]featurizer.Vector, len(texts))
+	workers := min(runtime.GOMAXPROCS(0), len(texts)/32)
+	if workers <= 1 {
+		for i, t := range texts {
+			vs[i] = f.Transform(t)
+		}
+		return vs
+	}
+	var wg sync.WaitGroup
+	per := (len(texts) + workers - 1) / workers
+	for lo := 0; lo < len(texts); lo += per {
+		hi := min(lo+per, len(texts))
+		wg.Go(func() {
+			for i := lo; i < hi; i++ {
+				vs[i] = f.Transform(texts[i])
+			}
+		})
+	}
+	wg.Wait()
+	return vs
 }
 
 // decode turns the probability matrix into top-k predictions.

@@ -94,6 +94,25 @@ func TestORTMatchesPureGoReference(t *testing.T) {
 			t.Errorf("batch %d: max |ORT - Go| = %g > 1e-5", batch, worst)
 		}
 	}
+	// Over lengthChunk texts: grouped by length into several ORT calls, and
+	// the rows must come back in input order.
+	var many []featurizer.Vector
+	for i := range 150 {
+		many = append(many, m.Featurizer().Transform(strings.Repeat(texts[i%4]+" ", 1+i%7)))
+	}
+	got, err := m.Probabilities(context.Background(), many)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := ref.Probabilities(many)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range want {
+		if d := math.Abs(float64(got[i] - want[i])); d > 1e-5 {
+			t.Fatalf("chunked batch: row %d differs by %g", i/len(m.Manifest().Labels), d)
+		}
+	}
 	preds, err := m.Predict(context.Background(), texts[:4])
 	if err != nil {
 		t.Fatal(err)

@@ -45,10 +45,7 @@ func (r *Reference) Predict(ctx context.Context, texts []string) ([]Prediction, 
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	vs := make([]featurizer.Vector, len(texts))
-	for i, t := range texts {
-		vs[i] = r.bundle.Featurizer.Transform(t)
-	}
+	vs := featurizeAll(r.bundle.Featurizer, texts)
 	probs, err := r.Probabilities(vs)
 	if err != nil {
 		return nil, err
