@@ -126,11 +126,24 @@ func Write(dir string, m *Manifest, vocab *featurizer.Vocab, onnx []byte) error 
 	if err := os.Chmod(tmp, 0o755); err != nil {
 		return fmt.Errorf("write bundle %q: %w", dir, err)
 	}
-	if err := os.RemoveAll(dir); err != nil {
-		return fmt.Errorf("write bundle %q: replace old: %w", dir, err)
+	// Move the old bundle aside before renaming the new one in, so the
+	// path is only ever missing for the instant between two renames, and a
+	// failed rename puts the old bundle back.
+	old := ""
+	if _, err := os.Stat(dir); err == nil {
+		old = tmp + ".old"
+		if err := os.Rename(dir, old); err != nil {
+			return fmt.Errorf("write bundle %q: move old bundle aside: %w", dir, err)
+		}
 	}
 	if err := os.Rename(tmp, dir); err != nil {
+		if old != "" {
+			os.Rename(old, dir)
+		}
 		return fmt.Errorf("write bundle %q: %w", dir, err)
+	}
+	if old != "" {
+		os.RemoveAll(old)
 	}
 	return nil
 }

@@ -60,8 +60,8 @@ func evalCommand(stdout, stderr io.Writer) *ffcli.Command {
 			case "all":
 			case "validation":
 				if ds.SHA256 != man.Training.DataSHA256 {
-					return fmt.Errorf("eval: --split validation needs the file the model was trained on (%s, sha256 %s); %s differs",
-						man.Training.DataPath, man.Training.DataSHA256[:12], *data)
+					return fmt.Errorf("eval: --split validation needs the file the model was trained on (%s, sha256 %.12s); %s differs",
+						man.Training.DataPath, man.Training.DataSHA256, *data)
 				}
 				if _, exs, err = dataset.StratifiedSplit(exs, man.Training.ValFraction, man.Training.Seed); err != nil {
 					return fmt.Errorf("eval: %w", err)
