@@ -59,14 +59,61 @@ func (g *globals) logger(w io.Writer) (*slog.Logger, error) {
 }
 
 // parseOptions gives each command the same precedence: flags, then
-// TRIAGE_* environment variables, then the YAML config file.
+// TRIAGE_* environment variables (see withEnv), then the YAML config file.
 func parseOptions() []ff.Option {
 	return []ff.Option{
-		ff.WithEnvVarPrefix(envPrefix),
 		ff.WithConfigFileFlag("config"),
 		ff.WithConfigFileParser(ffyaml.Parser),
 		ff.WithAllowMissingConfigFile(false),
 	}
+}
+
+// envExempt lists flags that take no TRIAGE_* variable because the name is
+// taken: TRIAGE_DATA_DIR names the training-data folder, not `dev --data-dir`.
+var envExempt = map[string]bool{"data-dir": true}
+
+// envName is the variable that sets flag name: --max-epochs -> TRIAGE_MAX_EPOCHS.
+func envName(flagName string) string {
+	return envPrefix + "_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// withEnv inserts --flag=value for every TRIAGE_* variable of the chosen
+// subcommand right after its name, so flags typed by the user (which come
+// later, and the flag package lets the last one win) override the
+// environment, and both override the config file (ff only fills flags not
+// yet set from it).
+func withEnv(root *ffcli.Command, args []string, getenv func(string) string) []string {
+	cmd, at := root, -1
+	for i, a := range args {
+		if strings.HasPrefix(a, "-") {
+			continue
+		}
+		var next *ffcli.Command
+		for _, sc := range cmd.Subcommands {
+			if sc.Name == a {
+				next = sc
+			}
+		}
+		if next == nil {
+			break
+		}
+		cmd, at = next, i
+	}
+	if at < 0 || cmd.FlagSet == nil {
+		return args
+	}
+	var env []string
+	cmd.FlagSet.VisitAll(func(f *flag.Flag) {
+		if envExempt[f.Name] {
+			return
+		}
+		if v := getenv(envName(f.Name)); v != "" {
+			env = append(env, "--"+f.Name+"="+v)
+		}
+	})
+	out := append([]string{}, args[:at+1]...)
+	out = append(out, env...)
+	return append(out, args[at+1:]...)
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -79,6 +126,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			trainCommand(stdout, stderr),
 			evalCommand(stdout, stderr),
 			predictCommand(stdout, stderr),
+			devCommand(stdout, stderr),
+			consumerCommand(stdout, stderr),
 			benchCommand(stdout, stderr),
 			versionCommand(stdout),
 		},
@@ -89,7 +138,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			c.FlagSet.SetOutput(stderr)
 		}
 	}
-	if err := root.Parse(args); err != nil {
+	if err := root.Parse(withEnv(root, args, os.Getenv)); err != nil {
 		return err
 	}
 	return root.Run(ctx)

@@ -1,0 +1,210 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/peterbourgon/ff/v3/ffcli"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/triage-ml/triage/consumer"
+	"github.com/triage-ml/triage/inference"
+	"github.com/triage-ml/triage/internal/lifecycle"
+)
+
+// routeFlag collects --route topic=model-dir (repeatable, or comma-separated).
+type routeFlag struct {
+	routes map[string]string
+	set    bool
+}
+
+func (r *routeFlag) String() string {
+	var parts []string
+	for t, d := range r.routes {
+		parts = append(parts, t+"="+d)
+	}
+	return strings.Join(parts, ",")
+}
+
+func (r *routeFlag) Set(v string) error {
+	if !r.set { // the first explicit --route replaces the defaults
+		r.routes, r.set = map[string]string{}, true
+	}
+	for _, p := range splitList(v) {
+		topic, dir, ok := strings.Cut(p, "=")
+		if !ok || topic == "" || dir == "" {
+			return fmt.Errorf("route %q: want topic=model-dir", p)
+		}
+		r.routes[topic] = dir
+	}
+	return nil
+}
+
+// consumerFlags are shared by `triage consumer` and `triage dev`.
+type consumerFlags struct {
+	group, predictions, deadLetters, delivery, instance string
+	batchMax, maxPoll, maxTextBytes                     int
+	batchWait                                           time.Duration
+	routes                                              routeFlag
+}
+
+func (c *consumerFlags) register(fs *flag.FlagSet) {
+	fs.Var(&c.routes, "route", "input topic to model bundle, topic=dir (repeatable; default support-queries and reviews)")
+	fs.StringVar(&c.group, "group", "triage-consumer", "Kafka consumer group")
+	fs.StringVar(&c.instance, "instance-id", "", "stable id of this consumer across restarts (e.g. the pod name): static group membership and a stable transactional id, for fast recovery")
+	fs.StringVar(&c.predictions, "predictions-topic", "triage.predictions", "topic predictions are published to")
+	fs.StringVar(&c.deadLetters, "dead-letter-topic", "triage.dead-letters", "topic rejected inputs are published to, with the reason")
+	fs.StringVar(&c.delivery, "delivery", consumer.ExactlyOnce, "exactly-once (Kafka transactions) or at-least-once")
+	fs.IntVar(&c.batchMax, "batch-max", 256, "most texts per inference micro-batch")
+	fs.DurationVar(&c.batchWait, "batch-wait", 5*time.Millisecond, "longest wait to fill a micro-batch")
+	fs.IntVar(&c.maxPoll, "max-poll-records", 1000, "most records per transaction")
+	fs.IntVar(&c.maxTextBytes, "max-text-bytes", 64<<10, "texts longer than this are dead-lettered (text_too_long)")
+}
+
+// defaultRoutes maps the two default input topics to the two default models.
+func defaultRoutes(modelsDir string) map[string]string {
+	return map[string]string{
+		"triage.support-queries": filepath.Join(modelsDir, "support"),
+		"triage.reviews":         filepath.Join(modelsDir, "reviews"),
+	}
+}
+
+// routeMap is the --route flags, or the defaults under modelsDir.
+func (c *consumerFlags) routeMap(modelsDir string) map[string]string {
+	if c.routes.set {
+		return c.routes.routes
+	}
+	return defaultRoutes(modelsDir)
+}
+
+// openRoutes loads each routed bundle once, even when topics share one.
+func openRoutes(routes map[string]string, opts inference.ModelOptions) (map[string]consumer.Predictor, func(), error) {
+	byDir := map[string]*inference.Model{}
+	out := map[string]consumer.Predictor{}
+	closeAll := func() {
+		for _, m := range byDir {
+			m.Close()
+		}
+	}
+	for topic, dir := range routes {
+		m, ok := byDir[dir]
+		if !ok {
+			var err error
+			if m, err = inference.Open(dir, opts); err != nil {
+				closeAll()
+				return nil, nil, fmt.Errorf("route %s: %w", topic, err)
+			}
+			byDir[dir] = m
+		}
+		out[topic] = m
+	}
+	return out, closeAll, nil
+}
+
+func (c *consumerFlags) config(brokers []string, routes map[string]consumer.Predictor, log *slog.Logger, reg prometheus.Registerer) consumer.Config {
+	return consumer.Config{
+		Brokers: brokers, Group: c.group, Routes: routes, PredictionsTopic: c.predictions, DeadLetterTopic: c.deadLetters,
+		Delivery: c.delivery, InstanceID: c.instance, Batch: consumer.BatchPolicy{MaxRecords: c.batchMax, MaxWait: c.batchWait},
+		MaxPollRecords: c.maxPoll, MaxTextBytes: c.maxTextBytes, Logger: log, Registerer: reg,
+	}
+}
+
+// newRegistry is a process registry with Go and process collectors.
+func newRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
+
+// serveMetrics exposes /metrics and /healthz on addr until ctx ends.
+func serveMetrics(ctx context.Context, addr string, reg *prometheus.Registry, ready func() bool, log *slog.Logger) error {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if ready != nil && !ready() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("metrics listener on %s: %w", addr, err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	log.Info("metrics listening", "addr", ln.Addr().String())
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(sctx)
+	}()
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+func consumerCommand(stdout, stderr io.Writer) *ffcli.Command {
+	fs := flag.NewFlagSet("triage consumer", flag.ContinueOnError)
+	var g globals
+	g.register(fs)
+	var rt runtimeFlags
+	rt.register(fs)
+	var cf consumerFlags
+	cf.register(fs)
+	brokers := fs.String("brokers", "127.0.0.1:9092", "Kafka bootstrap addresses, comma-separated")
+	metricsAddr := fs.String("metrics-addr", "127.0.0.1:9464", `Prometheus /metrics listener ("" disables)`)
+	return &ffcli.Command{
+		Name:       "consumer",
+		ShortUsage: "triage consumer --brokers HOST:PORT [--route topic=model-dir ...] [flags]",
+		ShortHelp:  "classify input topics into the predictions topic (Kafka consumer group, exactly-once)",
+		FlagSet:    fs,
+		Options:    parseOptions(),
+		Exec: func(ctx context.Context, _ []string) error {
+			log, err := g.logger(stderr)
+			if err != nil {
+				return err
+			}
+			opts, err := rt.options()
+			if err != nil {
+				return err
+			}
+			routes, closeModels, err := openRoutes(cf.routeMap("data/models"), opts)
+			if err != nil {
+				return err
+			}
+			defer closeModels()
+			reg := newRegistry()
+			c, err := consumer.New(cf.config(splitList(*brokers), routes, log, reg))
+			if err != nil {
+				return err
+			}
+			return runWithMetrics(ctx, *metricsAddr, reg, c.Ready, log, c.Run)
+		},
+	}
+}
+
+// runWithMetrics runs fn beside the metrics server as one lifecycle:
+// either failing stops both.
+func runWithMetrics(ctx context.Context, addr string, reg *prometheus.Registry, ready func() bool, log *slog.Logger, fn func(context.Context) error) error {
+	m := lifecycle.New(log, lifecycle.Role{Name: "consumer", Run: fn, Ready: ready})
+	if addr != "" {
+		m.Add(lifecycle.Role{Name: "metrics", Run: func(ctx context.Context) error {
+			return serveMetrics(ctx, addr, reg, ready, log)
+		}})
+	}
+	return m.Run(ctx)
+}

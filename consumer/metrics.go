@@ -1,0 +1,59 @@
+package consumer
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// metrics are registered on the Registerer the caller passes in, so tests
+// and `triage dev` can run several consumers without global state.
+type metrics struct {
+	records      *prometheus.CounterVec // topic, outcome
+	deadLetters  *prometheus.CounterVec // reason
+	truncated    prometheus.Counter     //
+	batchRecords prometheus.Histogram   //
+	inference    prometheus.Histogram   // seconds per ORT call
+	latency      prometheus.Histogram   // record timestamp -> prediction produced
+	transactions *prometheus.CounterVec // result
+	pollErrors   prometheus.Counter     //
+	inflight     prometheus.Gauge       //
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		records: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "triage_consumer_records_total", Help: "Input records handled, by topic and outcome (predicted, dead_letter).",
+		}, []string{"topic", "outcome"}),
+		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "triage_consumer_dead_letters_total", Help: "Records sent to the dead-letter topic, by reason code.",
+		}, []string{"reason"}),
+		truncated: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "triage_consumer_truncated_total", Help: "Texts longer than the model window, classified on their beginning.",
+		}),
+		batchRecords: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "triage_consumer_batch_records", Help: "Records per inference micro-batch.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 11),
+		}),
+		inference: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "triage_consumer_inference_duration_seconds", Help: "Featurise + ONNX Runtime time per micro-batch.",
+			Buckets: prometheus.ExponentialBuckets(50e-6, 2, 16),
+		}),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "triage_consumer_end_to_end_latency_seconds", Help: "From the input record's timestamp to its prediction being produced.",
+			Buckets: prometheus.ExponentialBuckets(1e-3, 2, 16),
+		}),
+		transactions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "triage_consumer_transactions_total", Help: "Kafka transactions (or at-least-once commits), by result.",
+		}, []string{"result"}),
+		pollErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "triage_consumer_poll_errors_total", Help: "Fetch errors reported by the Kafka client.",
+		}),
+		inflight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "triage_consumer_inflight_records", Help: "Records polled and not yet committed.",
+		}),
+	}
+	for _, c := range []prometheus.Collector{m.records, m.deadLetters, m.truncated, m.batchRecords, m.inference,
+		m.latency, m.transactions, m.pollErrors, m.inflight} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
