@@ -250,7 +250,7 @@ func (e *Extractor) group(bucket uint32) int {
 type Vocab struct {
 	Buckets []uint32
 	IDF     []float32
-	index   map[uint32]int32
+	index   *bucketIndex
 }
 
 // NewVocab checks and indexes buckets and idf.
@@ -258,7 +258,7 @@ func NewVocab(buckets []uint32, idf []float32) (*Vocab, error) {
 	if len(buckets) != len(idf) {
 		return nil, fmt.Errorf("vocab: %d buckets but %d idf weights", len(buckets), len(idf))
 	}
-	v := &Vocab{Buckets: buckets, IDF: idf, index: make(map[uint32]int32, len(buckets))}
+	v := &Vocab{Buckets: buckets, IDF: idf, index: newBucketIndex(len(buckets))}
 	for i, b := range buckets {
 		if i > 0 && buckets[i-1] >= b {
 			return nil, fmt.Errorf("vocab: buckets not strictly ascending at %d", i)
@@ -266,7 +266,7 @@ func NewVocab(buckets []uint32, idf []float32) (*Vocab, error) {
 		if f := float64(idf[i]); math.IsNaN(f) || math.IsInf(f, 0) || f <= 0 {
 			return nil, fmt.Errorf("vocab: bad idf %v at %d", idf[i], i)
 		}
-		v.index[b] = int32(i + 1)
+		v.index.put(b, int32(i+1))
 	}
 	return v, nil
 }
@@ -354,7 +354,7 @@ func (f *Featurizer) Transform(text string) Vector {
 	v := Vector{Truncated: truncated, IDs: make([]int64, 0, len(s.terms)), Weights: make([]float32, 0, len(s.terms))}
 	counts := s.hashes[:0] // reuse: raw counts of the kept terms, aligned with v.IDs
 	for _, t := range s.terms {
-		if id, ok := f.vocab.index[t.bucket]; ok {
+		if id := f.vocab.index.get(t.bucket); id != 0 {
 			v.IDs = append(v.IDs, int64(id)) // ascending: buckets ascend and ids follow bucket order
 			counts = append(counts, uint32(t.count))
 		}
@@ -365,7 +365,7 @@ func (f *Featurizer) Transform(text string) Vector {
 	var norm [2]float64
 	for i, id := range v.IDs {
 		b := f.vocab.Buckets[id-1]
-		w := (1 + math.Log(float64(counts[i]))) * float64(f.vocab.IDF[id-1])
+		w := sublinearTF(counts[i]) * float64(f.vocab.IDF[id-1])
 		v.Weights = append(v.Weights, float32(w))
 		norm[f.ext.group(b)] += w * w
 	}
@@ -399,4 +399,62 @@ func Batch(vs []Vector) (ids []int64, weights []float32, length int) {
 		copy(weights[i*length:], v.Weights)
 	}
 	return ids, weights, length
+}
+
+// bucketIndex maps bucket -> feature id with open addressing: every text
+// looks up a few hundred buckets, and a flat probe table is several times
+// faster than a Go map for uint32 keys. Id 0 means absent.
+type bucketIndex struct {
+	keys  []uint32
+	ids   []int32
+	mask  uint32
+	shift uint32
+}
+
+func newBucketIndex(n int) *bucketIndex {
+	size, bits := 1, uint32(0)
+	for size < 2*n+2 { // load factor <= 0.5 keeps probes short
+		size <<= 1
+		bits++
+	}
+	return &bucketIndex{keys: make([]uint32, size), ids: make([]int32, size), mask: uint32(size - 1), shift: 32 - bits}
+}
+
+func (x *bucketIndex) slot(b uint32) uint32 {
+	return (b * 2654435769) >> x.shift // Fibonacci hashing spreads clustered buckets
+}
+
+func (x *bucketIndex) put(b uint32, id int32) {
+	for i := x.slot(b); ; i = (i + 1) & x.mask {
+		if x.ids[i] == 0 || x.keys[i] == b {
+			x.keys[i], x.ids[i] = b, id
+			return
+		}
+	}
+}
+
+func (x *bucketIndex) get(b uint32) int32 {
+	for i := x.slot(b); ; i = (i + 1) & x.mask {
+		switch {
+		case x.ids[i] == 0:
+			return 0
+		case x.keys[i] == b:
+			return x.ids[i]
+		}
+	}
+}
+
+// tfTable caches 1+ln(count) for the counts nearly every term has.
+var tfTable = func() (t [32]float64) {
+	for c := 1; c < len(t); c++ {
+		t[c] = 1 + math.Log(float64(c))
+	}
+	return t
+}()
+
+func sublinearTF(count uint32) float64 {
+	if count < uint32(len(tfTable)) {
+		return tfTable[count]
+	}
+	return 1 + math.Log(float64(count))
 }

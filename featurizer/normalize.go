@@ -85,12 +85,18 @@ type token struct {
 // becomes its own token (as BERT's basic tokenizer does), and character
 // n-grams across them still capture multi-character words.
 func isCJK(r rune) bool {
+	if r < 0x2E80 { // below CJK Radicals: every Latin, Greek, Cyrillic, Arabic… rune
+		return false
+	}
 	return unicode.In(r, unicode.Han, unicode.Hiragana, unicode.Katakana)
 }
 
 // isWordRune keeps combining marks inside words so "café" written with a
 // combining accent is one word, not "cafe" plus a stray mark.
 func isWordRune(r rune) bool {
+	if r < utf8.RuneSelf {
+		return 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || r == '\'' || r == '_'
+	}
 	return unicode.IsLetter(r) || unicode.IsNumber(r) || unicode.IsMark(r) || r == '\'' || r == '_'
 }
 

@@ -60,7 +60,7 @@ type consumerFlags struct {
 }
 
 func (c *consumerFlags) register(fs *flag.FlagSet) {
-	fs.Var(&c.routes, "route", "input topic to model bundle, topic=dir (repeatable; default support-queries and reviews)")
+	fs.Var(&c.routes, "route", "input topic to model bundle, topic=dir (repeatable; default support-queries and reviews); dir \"passthrough\" serves no model (benchmark baseline)")
 	fs.StringVar(&c.group, "group", "triage-consumer", "Kafka consumer group")
 	fs.StringVar(&c.instance, "instance-id", "", "stable id of this consumer across restarts (e.g. the pod name): static group membership and a stable transactional id, for fast recovery")
 	fs.StringVar(&c.predictions, "predictions-topic", "triage.predictions", "topic predictions are published to")
@@ -88,16 +88,27 @@ func (c *consumerFlags) routeMap(modelsDir string) map[string]string {
 	return defaultRoutes(modelsDir)
 }
 
+// passthroughRoute as a route's model dir serves no model (benchmarks).
+const passthroughRoute = "passthrough"
+
 // openRoutes loads each routed bundle once, even when topics share one.
 func openRoutes(routes map[string]string, opts inference.ModelOptions) (map[string]consumer.Predictor, func(), error) {
 	byDir := map[string]*inference.Model{}
 	out := map[string]consumer.Predictor{}
+	for topic, dir := range routes {
+		if dir == passthroughRoute {
+			out[topic] = consumer.Passthrough{}
+		}
+	}
 	closeAll := func() {
 		for _, m := range byDir {
 			m.Close()
 		}
 	}
 	for topic, dir := range routes {
+		if dir == passthroughRoute {
+			continue
+		}
 		m, ok := byDir[dir]
 		if !ok {
 			var err error
