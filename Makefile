@@ -1,8 +1,13 @@
 GO ?= go
 
-.PHONY: demo test onnxruntime build vet fmt-check bench
+.PHONY: dev demo test onnxruntime build vet fmt-check bench
 
-# The main job on the embedded default (see README).
+# The main job on the embedded default (see README): every role in one
+# process on the embedded Kafka broker; Ctrl-C stops it, nothing is lost.
+dev: onnxruntime build
+	bin/triage dev
+
+# Offline tour: train both models, evaluate on validation, classify a few texts.
 demo:
 	bash scripts/demo.sh
 

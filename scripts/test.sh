@@ -16,6 +16,14 @@ if ! python3 -c 'import onnx' 2>/dev/null; then
 fi
 python3 -c 'import onnx; print("onnx", onnx.__version__)'
 
+step "kcat (independent Kafka client for the interop tests)"
+if ! command -v kcat >/dev/null 2>&1; then
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat >/dev/null
+fi
+kcat -V | head -n1
+
 step "gofmt"
 unformatted="$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.cache/*'))"
 if [ -n "$unformatted" ]; then
@@ -28,8 +36,15 @@ go vet ./...
 step "go build"
 go build -o bin/triage ./cmd/triage
 
-step "go test"
+step "go test (unit tests, and the streaming suite against the embedded kfake broker)"
 go test -count=1 -timeout 20m ./...
+
+step "streaming suite against Apache Kafka 4 (scripts/kafka-local)"
+log="$(mktemp)"
+rc=0
+go test -count=1 -timeout 20m -tags integration -run TestStreamingApacheKafka -v ./internal/streamtest/ >"$log" 2>&1 || rc=$?
+grep -E '^(=== RUN|--- |    ---|PASS|FAIL|ok)|_test.go' "$log" || true
+if [ "$rc" -ne 0 ]; then tail -n 60 "$log"; exit "$rc"; fi
 
 step "fuzz (short)"
 go test -run '^$' -fuzz '^FuzzTransform$' -fuzztime "${FUZZ_TIME:-20s}" ./featurizer
