@@ -21,7 +21,7 @@ func (r *realKafka) Brokers() []string { return []string{r.addr} }
 
 func (r *realKafka) run(t *testing.T, verb string) string {
 	t.Helper()
-	cmd := exec.Command(r.script, verb, "--dir", r.dir)
+	cmd := exec.Command("bash", r.script, verb, "--dir", r.dir)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.Output()
 	if err != nil {
@@ -53,7 +53,7 @@ func TestStreamingApacheKafka(t *testing.T) {
 	if r.addr == "" {
 		t.Fatal("kafka-local start printed no bootstrap address")
 	}
-	t.Cleanup(func() { exec.Command(r.script, "stop", "--dir", r.dir).Run() })
+	t.Cleanup(func() { exec.Command("bash", r.script, "stop", "--dir", r.dir).Run() })
 	n := 100000
 	if v, err := strconv.Atoi(os.Getenv("TRIAGE_CRASH_MESSAGES")); err == nil && v > 0 {
 		n = v
