@@ -17,6 +17,7 @@ import (
 // runSuite is the one streaming suite every backend must pass.
 func runSuite(t *testing.T, b Backend, crashMessages int) {
 	t.Run("RoundTrip", func(t *testing.T) { testRoundTrip(t, b) })
+	t.Run("AtLeastOnce", func(t *testing.T) { testAtLeastOnce(t, b) })
 	t.Run("KcatInterop", func(t *testing.T) { testKcat(t, b) })
 	t.Run("BadInput", func(t *testing.T) { testBadInput(t, b) })
 	t.Run("ScaleOut", func(t *testing.T) { testScaleOut(t, b) })
@@ -57,6 +58,34 @@ func testRoundTrip(t *testing.T, b Backend) {
 	}
 	if wrong > 0 {
 		t.Errorf("%d of %d known texts got the wrong label", wrong, n)
+	}
+}
+
+// testAtLeastOnce runs the optional plain-commit mode through a kill: no
+// input may be lost (duplicates are allowed by that mode's contract).
+func testAtLeastOnce(t *testing.T, b Backend) {
+	tp := newTopics(t, b, 3)
+	out := watchOutputs(t, b, tp)
+	const n = 5000
+	rng := rand.New(rand.NewPCG(13, 14))
+	var recs []*kgo.Record
+	for i := range n {
+		recs = append(recs, inputRecord(fmt.Sprintf("alo-%d", i), syntheticText(rng)))
+	}
+	produceInputs(t, b, tp.in, recs)
+	args := []string{"--delivery", "at-least-once", "--instance-id", "alo"}
+	c := startConsumer(t, b, tp, args...)
+	out.waitFor(t, n/3, 60*time.Second)
+	c.kill(t)
+	c = startConsumer(t, b, tp, args...)
+	out.waitFor(t, n, 60*time.Second)
+	c.alive(t)
+	out.mu.Lock()
+	defer out.mu.Unlock()
+	for i := range n {
+		if out.preds[fmt.Sprintf("alo-%d", i)] == 0 {
+			t.Fatalf("alo-%d lost in at-least-once mode", i)
+		}
 	}
 }
 
