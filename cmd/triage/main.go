@@ -135,6 +135,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			predictCommand(stdout, stderr),
 			devCommand(stdout, stderr),
 			consumerCommand(stdout, stderr),
+			produceCommand(stdout, stderr),
+			tailCommand(stdout, stderr),
 			benchCommand(stdout, stderr),
 			versionCommand(stdout),
 		},
