@@ -3,6 +3,7 @@ package main
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -11,14 +12,19 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/peterbourgon/ff/v3/ffcli"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/triage-ml/triage/bundle"
 	"github.com/triage-ml/triage/consumer"
+	"github.com/triage-ml/triage/gateway"
 	"github.com/triage-ml/triage/internal/broker"
 	"github.com/triage-ml/triage/internal/lifecycle"
+	"github.com/triage-ml/triage/schemas"
 	"github.com/triage-ml/triage/trainer"
 )
 
@@ -46,6 +52,8 @@ func devCommand(stdout, stderr io.Writer) *ffcli.Command {
 	datasets := fset.String("datasets", cmp.Or(os.Getenv("TRIAGE_DATA_DIR"), "../shared/data"),
 		"training data folder (banking77/, movie-reviews/) for models missing on first start; env TRIAGE_DATA_DIR")
 	feedback := fset.String("feedback-topic", "triage.feedback", "topic for human labels")
+	var gf gatewayFlags
+	gf.register(fset)
 	metricsAddr := fset.String("metrics-addr", "127.0.0.1:9464", `Prometheus /metrics listener ("" disables)`)
 	return &ffcli.Command{
 		Name:       "dev",
@@ -69,6 +77,11 @@ func devCommand(stdout, stderr io.Writer) *ffcli.Command {
 					return err
 				}
 			}
+			gf.modelsDir, gf.dataRoot, gf.maxTextBytes = modelsDir, *datasets, cf.maxTextBytes
+			devKey, err := ensureDevKey(&gf, *dataDir, log)
+			if err != nil {
+				return err
+			}
 			topics := []string{cf.predictions, cf.deadLetters, *feedback}
 			for t := range routes {
 				topics = append(topics, t)
@@ -78,35 +91,79 @@ func devCommand(stdout, stderr io.Writer) *ffcli.Command {
 			if err != nil {
 				return err
 			}
-			models, closeModels, err := openRoutes(routes, opts)
+			defer b.Close()
+			// One loaded copy of each bundle serves both the gateway and the consumer.
+			gwDirs := gf.modelDirs()
+			gwModels, closeGW, err := openGatewayModels(gwDirs, opts)
 			if err != nil {
-				b.Close()
+				return err
+			}
+			defer closeGW()
+			shared := map[string]string{}
+			for topic, dir := range routes {
+				for name, d := range gwDirs {
+					if filepath.Clean(d) == filepath.Clean(dir) {
+						shared[topic] = name
+					}
+				}
+			}
+			rest := map[string]string{}
+			for topic, dir := range routes {
+				if _, ok := shared[topic]; !ok {
+					rest[topic] = dir
+				}
+			}
+			models, closeModels, err := openRoutes(rest, opts)
+			if err != nil {
 				return err
 			}
 			defer closeModels()
+			for topic, name := range shared {
+				p, ok := gwModels[name].(consumer.Predictor)
+				if !ok {
+					return fmt.Errorf("model %s cannot serve the consumer", name)
+				}
+				models[topic] = p
+			}
 			reg := newRegistry()
 			c, err := consumer.New(cf.config([]string{b.Addr()}, models, log, reg))
 			if err != nil {
-				b.Close()
+				return err
+			}
+			fb, closeFB, err := feedbackPublisher([]string{b.Addr()}, *feedback, log)
+			if err != nil {
+				return err
+			}
+			defer closeFB()
+			gcfg, err := gf.config(gwModels, opts, log, reg, fb, c.Ready)
+			if err != nil {
+				return err
+			}
+			gw, err := gateway.New(gcfg)
+			if err != nil {
 				return err
 			}
 			m := lifecycle.New(log,
 				lifecycle.Role{Name: "broker", Run: b.Run},
 				lifecycle.Role{Name: "consumer", Run: c.Run, Ready: c.Ready},
+				lifecycle.Role{Name: "gateway", Run: gw.Run, Ready: gw.Ready},
 			)
 			if *metricsAddr != "" {
 				m.Add(lifecycle.Role{Name: "metrics", Run: func(ctx context.Context) error {
 					return serveMetrics(ctx, *metricsAddr, reg, func() bool { ok, _ := m.Ready(); return ok }, log)
 				}})
 			}
-			go announceWhenReady(ctx, m, stdout, b.Addr(), routes, cf, *metricsAddr)
+			if devKey != "" {
+				fmt.Fprintf(stdout, "triage dev: created an admin API key for the gateway; it is in %s (export TRIAGE_KEY=$(cat %s))\n", devKey, devKey)
+			}
+			go announceWhenReady(ctx, m, stdout, b.Addr(), routes, cf, *metricsAddr, gf.httpAddr)
 			return m.Run(ctx)
 		},
 	}
 }
 
 // announceWhenReady prints the one line a person (or a script) waits for.
-func announceWhenReady(ctx context.Context, m *lifecycle.Manager, stdout io.Writer, addr string, routes map[string]string, cf consumerFlags, metricsAddr string) {
+func announceWhenReady(ctx context.Context, m *lifecycle.Manager, stdout io.Writer, addr string, routes map[string]string, cf consumerFlags, metricsAddr, httpAddr string) {
 	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()
 	for {
@@ -119,8 +176,9 @@ func announceWhenReady(ctx context.Context, m *lifecycle.Manager, stdout io.Writ
 				for topic := range routes {
 					in = append(in, topic)
 				}
-				fmt.Fprintf(stdout, "triage dev ready: kafka %s, input topics %v -> %s (dead letters: %s), metrics http://%s/metrics\n",
-					addr, in, cf.predictions, cf.deadLetters, metricsAddr)
+				slices.Sort(in)
+				fmt.Fprintf(stdout, "triage dev ready: kafka %s, input topics %v -> %s (dead letters: %s), gateway http://%s, metrics http://%s/metrics\n",
+					addr, in, cf.predictions, cf.deadLetters, httpAddr, metricsAddr)
 				return
 			}
 		}
@@ -147,4 +205,54 @@ func ensureDefaultModels(ctx context.Context, modelsDir, datasets string, log *s
 		}
 	}
 	return nil
+}
+
+// ensureDevKey gives `triage dev` working auth out of the box: without
+// --api-keys-file (and without --no-auth) it uses DATA_DIR/api-keys.yaml,
+// creating it with one admin key whose secret goes to DATA_DIR/dev-api-key
+// (mode 0600) — the only place it is stored. It returns that path when it
+// created the key.
+func ensureDevKey(gf *gatewayFlags, dataDir string, log *slog.Logger) (string, error) {
+	if gf.apiKeysFile != "" || gf.noAuth {
+		return "", nil
+	}
+	gf.apiKeysFile = filepath.Join(dataDir, "api-keys.yaml")
+	if _, err := os.Stat(gf.apiKeysFile); err == nil {
+		return "", nil
+	}
+	if err := os.MkdirAll(dataDir, 0o755); err != nil {
+		return "", err
+	}
+	secret, err := gateway.AddKey(gf.apiKeysFile, "dev", []string{"admin"}, 0, 0)
+	if err != nil {
+		return "", fmt.Errorf("create dev API key: %w", err)
+	}
+	keyFile := filepath.Join(dataDir, "dev-api-key")
+	if err := os.WriteFile(keyFile, []byte(secret+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("write dev API key: %w", err)
+	}
+	log.Info("created dev API key", "keys_file", gf.apiKeysFile, "secret_file", keyFile)
+	return keyFile, nil
+}
+
+// feedbackPublisher sends POST /v1/feedback bodies to the feedback topic as
+// schema-valid records, keyed by id, with an idempotent producer.
+func feedbackPublisher(brokers []string, topic string, log *slog.Logger) (func(context.Context, gateway.FeedbackRecord) error, func(), error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic(topic), kgo.ClientID("triage-feedback"),
+		kgo.WithLogger(consumer.NewKgoLogger(log)))
+	if err != nil {
+		return nil, nil, fmt.Errorf("feedback producer: %w", err)
+	}
+	publish := func(ctx context.Context, fb gateway.FeedbackRecord) error {
+		now := time.Now().UTC()
+		v, err := json.Marshal(schemas.Feedback{ID: fb.ID, Text: fb.Text, Label: fb.Label, Annotator: fb.Annotator, CreatedAt: &now})
+		if err != nil {
+			return err
+		}
+		if err := schemas.MustValidator(schemas.KindFeedback).Validate(v); err != nil {
+			return fmt.Errorf("feedback record: %w", err)
+		}
+		return cl.ProduceSync(ctx, &kgo.Record{Key: []byte(fb.ID), Value: v}).FirstErr()
+	}
+	return publish, cl.Close, nil
 }

@@ -137,6 +137,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			consumerCommand(stdout, stderr),
 			produceCommand(stdout, stderr),
 			tailCommand(stdout, stderr),
+			gatewayCommand(stdout, stderr),
+			apikeyCommand(stdout, stderr),
 			benchCommand(stdout, stderr),
 			versionCommand(stdout),
 		},

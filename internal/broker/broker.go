@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"sync"
 
 	"github.com/twmb/franz-go/pkg/kfake"
 )
@@ -27,6 +28,7 @@ type Config struct {
 type Broker struct {
 	cluster *kfake.Cluster
 	addr    string
+	once    sync.Once
 }
 
 // Start listens on cfg.Addr and reloads any state under cfg.DataDir.
@@ -78,9 +80,9 @@ func (b *Broker) Addr() string { return b.addr }
 // Run blocks until ctx ends, then closes the broker (flushing state to disk).
 func (b *Broker) Run(ctx context.Context) error {
 	<-ctx.Done()
-	b.cluster.Close()
+	b.Close()
 	return nil
 }
 
-// Close stops the broker now.
-func (b *Broker) Close() { b.cluster.Close() }
+// Close stops the broker now; later calls do nothing.
+func (b *Broker) Close() { b.once.Do(b.cluster.Close) }

@@ -1,0 +1,172 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/triage-ml/triage/featurizer"
+	"github.com/triage-ml/triage/inference"
+)
+
+// batcher coalesces concurrent /v1/predict requests for one model into
+// single PredictVectors calls: requests featurise their texts in their own
+// goroutine, then queue the vectors here; the loop takes the first request,
+// keeps collecting until maxTexts vectors or maxWait has passed, and runs
+// them as one batch, handing each request its slice of the results.
+type batcher struct {
+	model    Model
+	in       chan *batchReq
+	maxTexts int
+	maxWait  time.Duration
+	sem      chan struct{} // bounds concurrent PredictVectors runs
+	observe  func(n int)
+	ctx      context.Context
+	running  sync.WaitGroup
+	done     chan struct{}
+	stopOnce sync.Once
+	greedy   bool
+}
+
+type batchReq struct {
+	vs  []featurizer.Vector
+	out chan batchResult // buffered: the loop never blocks on a caller that gave up
+}
+
+type batchResult struct {
+	preds []inference.Prediction
+	err   error
+}
+
+func newBatcher(ctx context.Context, m Model, maxTexts int, maxWait time.Duration, concurrency int, observe func(int)) *batcher {
+	b := &batcher{model: m, in: make(chan *batchReq, 4*maxTexts), maxTexts: maxTexts, maxWait: maxWait,
+		sem: make(chan struct{}, max(concurrency, 1)), observe: observe, ctx: ctx, done: make(chan struct{})}
+	go b.loop()
+	return b
+}
+
+// predict queues vs and waits for its predictions.
+func (b *batcher) predict(ctx context.Context, vs []featurizer.Vector) ([]inference.Prediction, error) {
+	req := &batchReq{vs: vs, out: make(chan batchResult, 1)}
+	select {
+	case b.in <- req:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	select {
+	case r := <-req.out:
+		return r.preds, r.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// stop ends the loop once queued requests have run. Callers guarantee no
+// predict call is in flight (the model entry is retired and unreferenced).
+func (b *batcher) stop() {
+	b.stopOnce.Do(func() { close(b.in) })
+	<-b.done
+}
+
+func (b *batcher) loop() {
+	defer close(b.done)
+	defer b.running.Wait()
+	var pending *batchReq
+	for {
+		first := pending
+		pending = nil
+		if first == nil {
+			var ok bool
+			if first, ok = <-b.in; !ok {
+				return
+			}
+		}
+		batch, n := []*batchReq{first}, len(first.vs)
+		timer := time.NewTimer(b.maxWait)
+		slot := false
+	collect:
+		for n < b.maxTexts {
+			var r *batchReq
+			var ok bool
+			select {
+			case r, ok = <-b.in: // already queued: always take it
+			default:
+				if !b.greedy {
+					select {
+					case r, ok = <-b.in:
+					case <-timer.C:
+						break collect
+					}
+					break
+				}
+				// Nothing queued. If a run slot is free, waiting only adds
+				// latency: go now. Otherwise keep collecting until a slot
+				// frees, the batch fills or maxWait passes.
+				select {
+				case r, ok = <-b.in:
+				case b.sem <- struct{}{}:
+					slot = true
+					break collect
+				case <-timer.C:
+					break collect
+				}
+			}
+			if !ok {
+				break collect
+			}
+			if n+len(r.vs) > b.maxTexts {
+				pending = r // starts the next batch
+				break collect
+			}
+			batch, n = append(batch, r), n+len(r.vs)
+		}
+		timer.Stop()
+		b.run(batch, n, slot)
+	}
+}
+
+// run starts one batch once a run slot is free (holding says the caller
+// already took one). While it waits, requests keep queueing, so a busy
+// model gets larger batches.
+func (b *batcher) run(batch []*batchReq, n int, holding bool) {
+	vs := make([]featurizer.Vector, 0, n)
+	for _, r := range batch {
+		vs = append(vs, r.vs...)
+	}
+	if !holding {
+		b.sem <- struct{}{}
+	}
+	b.running.Add(1)
+	go func() {
+		defer func() { <-b.sem; b.running.Done() }()
+		preds, err := safePredict(b.ctx, b.model, vs)
+		if b.observe != nil {
+			b.observe(len(vs))
+		}
+		off := 0
+		for _, r := range batch {
+			if err != nil {
+				r.out <- batchResult{err: err}
+			} else {
+				r.out <- batchResult{preds: preds[off : off+len(r.vs) : off+len(r.vs)]}
+			}
+			off += len(r.vs)
+		}
+	}()
+}
+
+// safePredict runs PredictVectors, turning a panic or a short result into
+// an error rather than a crash or an index out of range.
+func safePredict(ctx context.Context, m Model, vs []featurizer.Vector) (preds []inference.Prediction, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			preds, err = nil, fmt.Errorf("predict panicked: %v", r)
+		}
+	}()
+	preds, err = m.PredictVectors(ctx, vs)
+	if err == nil && len(preds) != len(vs) {
+		return nil, fmt.Errorf("predict returned %d predictions for %d texts", len(preds), len(vs))
+	}
+	return preds, err
+}
