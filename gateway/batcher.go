@@ -14,7 +14,11 @@ import (
 // single PredictVectors calls: requests featurise their texts in their own
 // goroutine, then queue the vectors here; the loop takes the first request,
 // keeps collecting until maxTexts vectors or maxWait has passed, and runs
-// them as one batch, handing each request its slice of the results.
+// them as one batch, handing each request its slice of the results. When
+// maxWait is over but every run slot is busy, the batch keeps growing until
+// a slot frees (waiting is unavoidable then, so it might as well batch).
+// maxWait 0 runs as soon as a slot is free: no added latency at low load,
+// batches form only while the model is busy.
 type batcher struct {
 	model    Model
 	in       chan *batchReq
@@ -26,7 +30,6 @@ type batcher struct {
 	running  sync.WaitGroup
 	done     chan struct{}
 	stopOnce sync.Once
-	greedy   bool
 }
 
 type batchReq struct {
@@ -83,33 +86,35 @@ func (b *batcher) loop() {
 			}
 		}
 		batch, n := []*batchReq{first}, len(first.vs)
-		timer := time.NewTimer(b.maxWait)
+		var timer *time.Timer
+		expired := b.maxWait <= 0
+		if !expired {
+			timer = time.NewTimer(b.maxWait)
+		}
 		slot := false
 	collect:
 		for n < b.maxTexts {
 			var r *batchReq
 			var ok bool
-			select {
-			case r, ok = <-b.in: // already queued: always take it
-			default:
-				if !b.greedy {
-					select {
-					case r, ok = <-b.in:
-					case <-timer.C:
-						break collect
-					}
-					break
-				}
-				// Nothing queued. If a run slot is free, waiting only adds
-				// latency: go now. Otherwise keep collecting until a slot
-				// frees, the batch fills or maxWait passes.
+			if !expired {
 				select {
 				case r, ok = <-b.in:
-				case b.sem <- struct{}{}:
-					slot = true
-					break collect
 				case <-timer.C:
-					break collect
+					expired = true
+					continue
+				}
+			} else {
+				// maxWait is over: run as soon as a slot is free, taking
+				// whatever queued meanwhile (queued requests first).
+				select {
+				case r, ok = <-b.in:
+				default:
+					select {
+					case r, ok = <-b.in:
+					case b.sem <- struct{}{}:
+						slot = true
+						break collect
+					}
 				}
 			}
 			if !ok {
@@ -121,7 +126,9 @@ func (b *batcher) loop() {
 			}
 			batch, n = append(batch, r), n+len(r.vs)
 		}
-		timer.Stop()
+		if timer != nil {
+			timer.Stop()
+		}
 		b.run(batch, n, slot)
 	}
 }

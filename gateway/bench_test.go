@@ -10,16 +10,25 @@ import (
 	"time"
 )
 
-// BenchmarkPredictConcurrent compares dynamic batching on and off: many
-// clients send single-text /v1/predict requests over TCP to a real model.
+// BenchmarkPredictConcurrent compares dynamic batching off, on with the
+// default 1ms wait, and on without waiting: 32 clients (16 per CPU) send
+// single-text /v1/predict requests over TCP to a real model.
 //
 //	go test -run '^$' -bench PredictConcurrent -benchtime 3s ./gateway/
 func BenchmarkPredictConcurrent(b *testing.B) {
 	m, _ := trainReal(b, "support", "v1")
-	for _, on := range []bool{false, true} {
-		b.Run(fmt.Sprintf("dynamic=%v", on), func(b *testing.B) {
+	for _, bc := range []struct {
+		on   bool
+		wait time.Duration
+	}{{false, 0}, {true, time.Millisecond}, {true, -1}} {
+		name := "dynamic=false"
+		if bc.on {
+			name = fmt.Sprintf("dynamic=true/wait=%v", max(bc.wait, 0))
+		}
+		b.Run(name, func(b *testing.B) {
 			ts := newTestServer(b, map[string]Model{"support": m}, func(c *Config) {
-				c.DisableDynamicBatching = !on
+				c.DisableDynamicBatching = !bc.on
+				c.BatchMaxWait = bc.wait
 				c.DefaultRate, c.DefaultBurst = 1e9, 1e9
 				c.BatchConcurrency = 2 // the model's session pool
 			})

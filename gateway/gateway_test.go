@@ -341,15 +341,20 @@ func TestRetryAfterRoundsUp(t *testing.T) {
 }
 
 // TestDynamicBatching: 32 concurrent single-text requests are coalesced
-// into fewer, larger inference calls; with batching off, each is its own.
+// into fewer, larger inference calls (with a wait, and without one: then
+// batches form while the model is busy); with batching off, each is its own.
 func TestDynamicBatching(t *testing.T) {
-	for _, on := range []bool{true, false} {
-		t.Run(fmt.Sprintf("dynamic=%v", on), func(t *testing.T) {
+	for _, tc := range []struct {
+		on   bool
+		wait time.Duration
+	}{{true, 5 * time.Millisecond}, {true, -1}, {false, 0}} {
+		on := tc.on
+		t.Run(fmt.Sprintf("dynamic=%v/wait=%v", on, tc.wait), func(t *testing.T) {
 			m := newFakeModel(t, "support", "v1")
 			m.delay = 2 * time.Millisecond
 			ts := newTestServer(t, map[string]Model{"support": m}, func(c *Config) {
 				c.DisableDynamicBatching = !on
-				c.BatchMaxWait = 5 * time.Millisecond
+				c.BatchMaxWait = tc.wait
 			})
 			const n = 32
 			var wg sync.WaitGroup

@@ -103,8 +103,10 @@ type Config struct {
 	// Dynamic batching (on unless DisableDynamicBatching): concurrent
 	// requests for one model are coalesced into one inference call of up to
 	// BatchMaxTexts texts (default 256), waiting at most BatchMaxWait
-	// (default 1ms) for the batch to fill; BatchConcurrency batches of a
-	// model run at once (default 1; match the model's session pool).
+	// (default 1ms; negative: no wait) for the batch to fill while a run
+	// slot is free; while all are busy, batches keep growing until one
+	// frees. BatchConcurrency batches of a model run at once (default 1;
+	// match the model's session pool).
 	DisableDynamicBatching bool
 	BatchMaxTexts          int
 	BatchMaxWait           time.Duration
@@ -144,7 +146,9 @@ func (c *Config) defaults() error {
 	c.MaxTextBytes = cmp.Or(c.MaxTextBytes, 64<<10)
 	c.PredictTimeout = cmp.Or(c.PredictTimeout, 30*time.Second)
 	c.BatchMaxTexts = cmp.Or(c.BatchMaxTexts, 256)
-	c.BatchMaxWait = cmp.Or(c.BatchMaxWait, time.Millisecond)
+	if c.BatchMaxWait == 0 {
+		c.BatchMaxWait = time.Millisecond
+	}
 	c.BatchConcurrency = cmp.Or(c.BatchConcurrency, 1)
 	c.TrainQueue = cmp.Or(c.TrainQueue, 4)
 	c.TrainWorkers = cmp.Or(c.TrainWorkers, max(1, runtime.GOMAXPROCS(0)/2))
@@ -192,9 +196,6 @@ func (c *Config) defaults() error {
 		if v.n < 1 {
 			errs = append(errs, fmt.Errorf("%s %d: must be >= 1", v.name, v.n))
 		}
-	}
-	if c.BatchMaxWait < 0 {
-		errs = append(errs, fmt.Errorf("batch max wait %v: must not be negative", c.BatchMaxWait))
 	}
 	if len(c.Keys) == 0 && !c.DisableAuth {
 		errs = append(errs, errors.New("no API keys: give a keys file (create one with `triage apikey add`) or disable auth for local development"))
@@ -374,7 +375,6 @@ func (s *Server) newEntry(name string, m Model, owned bool) *entry {
 		hist := s.metrics.batchSize.WithLabelValues(name)
 		e.batcher = newBatcher(s.ctx, m, s.cfg.BatchMaxTexts, s.cfg.BatchMaxWait, s.cfg.BatchConcurrency,
 			func(n int) { hist.Observe(float64(n)) })
-		e.batcher.greedy = os.Getenv("GW_GREEDY") == "1"
 	}
 	return e
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -77,7 +78,7 @@ func (g *gatewayFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&g.uploadLimit, "upload-limit", 64<<20, "largest training-data upload in bytes (413 above)")
 	fs.BoolVar(&g.dynamicBatching, "dynamic-batching", true, "coalesce concurrent /v1/predict requests per model into one inference call")
 	fs.IntVar(&g.batchMaxTexts, "dynamic-batch-max", 256, "most texts in one coalesced inference call")
-	fs.DurationVar(&g.batchWait, "dynamic-batch-wait", time.Millisecond, "longest wait for a coalesced batch to fill")
+	fs.DurationVar(&g.batchWait, "dynamic-batch-wait", time.Millisecond, "longest wait for a coalesced batch to fill while the model is idle (0 = run as soon as it is free)")
 	fs.Float64Var(&g.rate, "rate", 50, "default per-key rate limit, requests/s (keys may override)")
 	fs.IntVar(&g.burst, "burst", 100, "default per-key burst (keys may override)")
 	fs.IntVar(&g.trainQueue, "train-queue", 4, "training jobs that may wait; more are refused with 503")
@@ -92,7 +93,7 @@ func (g *gatewayFlags) config(models map[string]gateway.Model, opts inference.Mo
 		Addr: g.httpAddr, Models: models, ModelOptions: opts, Feedback: feedback, KafkaReady: kafkaReady,
 		DisableAuth: g.noAuth, DefaultRate: g.rate, DefaultBurst: g.burst,
 		BodyLimit: g.bodyLimit, UploadLimit: g.uploadLimit, MaxBatch: g.maxBatch, MaxTextBytes: g.maxTextBytes,
-		DisableDynamicBatching: !g.dynamicBatching, BatchMaxTexts: g.batchMaxTexts, BatchMaxWait: g.batchWait,
+		DisableDynamicBatching: !g.dynamicBatching, BatchMaxTexts: g.batchMaxTexts, BatchMaxWait: cmp.Or(g.batchWait, -1), // 0: no wait
 		BatchConcurrency: max(opts.Session.PoolSize, 1),
 		DataRoot:         g.dataRoot, ModelsDir: g.modelsDir, TrainQueue: g.trainQueue, TrainWorkers: g.trainWorkers,
 		Registerer: reg, Gatherer: reg, ShutdownTimeout: g.shutdownTimeout, Logger: log,
