@@ -46,6 +46,9 @@ go test -count=1 -timeout 20m -tags integration -run TestStreamingApacheKafka -v
 grep -E '^(=== RUN|--- |    ---|PASS|FAIL|ok)|_test.go' "$log" || true
 if [ "$rc" -ne 0 ]; then tail -n 60 "$log"; exit "$rc"; fi
 
+step "gateway end to end on triage dev: schemathesis (no 5xx, responses match the OpenAPI document), web page in headless Chromium"
+bash scripts/gateway-e2e.sh
+
 step "fuzz (short): featuriser and gateway request decoding"
 go test -run '^$' -fuzz '^FuzzTransform$' -fuzztime "${FUZZ_TIME:-20s}" ./featurizer
 go test -run '^$' -fuzz '^FuzzDecodePredictRequest$' -fuzztime "${FUZZ_TIME:-20s}" ./gateway

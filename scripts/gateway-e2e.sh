@@ -1,0 +1,180 @@
+#!/usr/bin/env bash
+# End-to-end check of the REST gateway as `triage dev` serves it:
+#   a) schemathesis fuzzes every operation of /openapi.json (except POST /v1/train,
+#      which would queue real training jobs) and fails on any 5xx or any response
+#      that does not match the documented schema;
+#   b) headless Chromium (playwright-core driving Debian's /usr/bin/chromium) loads
+#      the page at /, types the dev API key and a text, clicks Classify and expects
+#      the label card_arrival; screenshot in artifacts/gateway-page.png.
+# It starts `triage dev` on free loopback ports and a temporary data dir (models
+# copied from data/models when present, else trained on first start) and stops it
+# with SIGTERM at the end. Exit status is non-zero on any failure.
+#
+# Env: SCHEMATHESIS_MAX_EXAMPLES (default 30), SCHEMATHESIS_CHECKS (default
+#      not_a_server_error,response_schema_conformance), EXPECT_LABEL (default
+#      card_arrival), READY_TIMEOUT (default 180 s),
+#      TRIAGE_BIN (default bin/triage).
+set -euo pipefail
+
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo_root"
+
+log() { printf 'gateway-e2e: %s\n' "$*" >&2; }
+die() { printf 'gateway-e2e: FAIL: %s\n' "$*" >&2; exit 1; }
+
+TRIAGE_BIN="${TRIAGE_BIN:-bin/triage}"
+READY_TIMEOUT="${READY_TIMEOUT:-180}"
+MAX_EXAMPLES="${SCHEMATHESIS_MAX_EXAMPLES:-30}"
+ST_CHECKS="${SCHEMATHESIS_CHECKS:-not_a_server_error,response_schema_conformance}"
+EXPECT_LABEL="${EXPECT_LABEL:-card_arrival}"
+ARTIFACTS="$repo_root/artifacts"
+NODE_DIR="$repo_root/.cache/e2e-node" # git-ignored; holds node_modules for scripts/e2e
+
+if [[ ! -x "$TRIAGE_BIN" ]]; then
+	log "building $TRIAGE_BIN"
+	go build -o "$TRIAGE_BIN" ./cmd/triage
+fi
+if [[ -z "${ONNXRUNTIME_LIB:-}" ]]; then
+	ONNXRUNTIME_LIB="$(bash scripts/fetch-onnxruntime.sh | tail -n1)"
+	export ONNXRUNTIME_LIB
+fi
+
+free_port() {
+	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+work="$(mktemp -d "${TMPDIR:-/tmp}/triage-e2e.XXXXXX")"
+data_dir="$work/data"
+dev_log="$work/dev.log"
+dev_pid=""
+dev_killed=0
+status=1
+
+stop_dev() {
+	if [[ -n "$dev_pid" ]] && kill -0 "$dev_pid" 2>/dev/null; then
+		kill -TERM "$dev_pid" 2>/dev/null || true
+		for _ in $(seq 1 150); do
+			kill -0 "$dev_pid" 2>/dev/null || break
+			sleep 0.2
+		done
+		if kill -0 "$dev_pid" 2>/dev/null; then
+			log "triage dev did not stop within 30 s of SIGTERM; killing it"
+			kill -KILL "$dev_pid" 2>/dev/null || true
+			dev_killed=1
+		fi
+		wait "$dev_pid" 2>/dev/null || true
+	fi
+	dev_pid=""
+}
+
+cleanup() {
+	local rc=$?
+	if [[ $status -ne 0 && $rc -eq 0 ]]; then rc=1; fi
+	stop_dev
+	if [[ $rc -ne 0 && -f "$dev_log" ]]; then
+		log "last 40 lines of triage dev's log ($dev_log):"
+		tail -n 40 "$dev_log" >&2 || true
+	fi
+	rm -rf "$work"
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --- start triage dev ---------------------------------------------------------
+mkdir -p "$data_dir"
+if [[ -d data/models/support && -d data/models/reviews ]]; then
+	mkdir -p "$data_dir/models"
+	cp -r data/models/support data/models/reviews "$data_dir/models/"
+	log "copied data/models/{support,reviews} into the temp data dir"
+else
+	log "no data/models: triage dev will train the default models first (~25 s+)"
+fi
+
+kafka_port="$(free_port)"
+http_port="$(free_port)"
+metrics_port="$(free_port)"
+base="http://127.0.0.1:$http_port"
+
+# A high default rate limit: the dev key has no own limit, and the fuzzer and
+# page would otherwise be answered 429 at the default 50 rps.
+"$TRIAGE_BIN" dev --data-dir "$data_dir" \
+	--kafka-addr "127.0.0.1:$kafka_port" --http-addr "127.0.0.1:$http_port" \
+	--metrics-addr "127.0.0.1:$metrics_port" --rate 100000 --burst 100000 \
+	>"$dev_log" 2>&1 &
+dev_pid=$!
+log "started triage dev (pid $dev_pid), gateway $base, log $dev_log"
+
+deadline=$((SECONDS + READY_TIMEOUT))
+until grep -q "triage dev ready" "$dev_log" 2>/dev/null; do
+	kill -0 "$dev_pid" 2>/dev/null || die "triage dev exited before it was ready"
+	((SECONDS < deadline)) || die "triage dev not ready within ${READY_TIMEOUT}s"
+	sleep 0.5
+done
+log "ready after ${SECONDS}s"
+[[ -s "$data_dir/dev-api-key" ]] || die "no dev API key at $data_dir/dev-api-key"
+KEY="$(tr -d '[:space:]' <"$data_dir/dev-api-key")"
+
+# --- a) schemathesis -----------------------------------------------------------
+if ! python3 -c 'import schemathesis' 2>/dev/null; then
+	log "installing schemathesis"
+	python3 -m pip install --quiet schemathesis
+fi
+if command -v schemathesis >/dev/null 2>&1; then
+	st=(schemathesis)
+else
+	st=(python3 -m schemathesis.cli)
+fi
+st_version="$("${st[@]}" --version 2>/dev/null | awk '{print $NF}')"
+mkdir -p "$ARTIFACTS"
+st_out="$ARTIFACTS/schemathesis.txt"
+log "schemathesis $st_version: max $MAX_EXAMPLES examples per operation"
+st_rc=0
+# schemathesis 4.x flags (3.x used --hypothesis-max-examples and -E/--exclude).
+"${st[@]}" run "$base/openapi.json" \
+	-H "Authorization: Bearer $KEY" \
+	--checks "$ST_CHECKS" \
+	--exclude-operation-id train \
+	--max-examples "$MAX_EXAMPLES" \
+	--seed 42 \
+	--workers 2 \
+	--request-timeout 20 \
+	--generation-database none \
+	--no-color >"$st_out" 2>&1 || st_rc=$?
+# Summary: "N/M operations, K test cases generated, K passed, 2 warnings in 6.4s".
+st_ops="$(awk '/^  Selected:/ {sel=$2} /^  Tested:/ {t=$2} END {if (t != "") printf "%s tested (selected %s)", t, sel}' "$st_out")"
+st_cases="$(awk 'f && NF {sub(/^[ \t]+/, ""); print; exit} /^Test cases:/ {f=1}' "$st_out")"
+st_tail="$(grep -E '^=+ .* in [0-9.]+s =+$' "$st_out" | tail -n 1 | sed 's/^=* *//; s/ *=*$//' || true)"
+summary="operations ${st_ops:-?}; test cases: ${st_cases:-?}; ${st_tail:-?}"
+if [[ $st_rc -ne 0 ]]; then
+	cat "$st_out" >&2
+	die "schemathesis failed (exit $st_rc): ${summary:-see output above}"
+fi
+echo "schemathesis: OK ($st_version, checks $ST_CHECKS, max $MAX_EXAMPLES examples/op, POST /v1/train excluded): $summary (full output: artifacts/schemathesis.txt)"
+
+# --- b) Chromium page test -------------------------------------------------------
+if [[ ! -x /usr/bin/chromium ]]; then
+	log "installing Debian chromium"
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+mkdir -p "$NODE_DIR"
+if ! cmp -s scripts/e2e/package.json "$NODE_DIR/package.json" || [[ ! -d "$NODE_DIR/node_modules/playwright-core" ]]; then
+	log "installing playwright-core into $NODE_DIR"
+	cp scripts/e2e/package.json "$NODE_DIR/package.json"
+	(cd "$NODE_DIR" && npm install --silent --no-audit --no-fund --loglevel=error >/dev/null)
+fi
+mkdir -p "$ARTIFACTS"
+E2E_NODE_DIR="$NODE_DIR" GATEWAY_URL="$base" TRIAGE_KEY="$KEY" \
+	SCREENSHOT="$ARTIFACTS/gateway-page.png" EXPECT_LABEL="$EXPECT_LABEL" \
+	node scripts/e2e/page-test.mjs || die "page test failed"
+
+# --- c) stop -----------------------------------------------------------------------
+stop_dev
+[[ $dev_killed -eq 0 ]] || die "triage dev had to be killed: it did not exit on SIGTERM"
+if grep -q '"level":"ERROR"' "$dev_log"; then
+	log "note: triage dev logged errors:"
+	grep '"level":"ERROR"' "$dev_log" | tail -n 5 >&2
+fi
+status=0
+echo "gateway-e2e: PASS"
