@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -10,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -23,30 +25,33 @@ import (
 	"github.com/triage-ml/triage/internal/lifecycle"
 )
 
-// routeFlag collects --route topic=model-dir (repeatable, or comma-separated).
-type routeFlag struct {
-	routes map[string]string
-	set    bool
+// dirMapFlag collects repeatable (or comma-separated) key=dir flags:
+// --route topic=model-dir, --model name=bundle-dir.
+type dirMapFlag struct {
+	what string // "route topic" or "model name", for errors
+	dirs map[string]string
+	set  bool
 }
 
-func (r *routeFlag) String() string {
+func (m *dirMapFlag) String() string {
 	var parts []string
-	for t, d := range r.routes {
-		parts = append(parts, t+"="+d)
+	for k, d := range m.dirs {
+		parts = append(parts, k+"="+d)
 	}
+	slices.Sort(parts)
 	return strings.Join(parts, ",")
 }
 
-func (r *routeFlag) Set(v string) error {
-	if !r.set { // the first explicit --route replaces the defaults
-		r.routes, r.set = map[string]string{}, true
+func (m *dirMapFlag) Set(v string) error {
+	if !m.set { // the first explicit value replaces any defaults
+		m.dirs, m.set = map[string]string{}, true
 	}
 	for _, p := range splitList(v) {
-		topic, dir, ok := strings.Cut(p, "=")
-		if !ok || topic == "" || dir == "" {
-			return fmt.Errorf("route %q: want topic=model-dir", p)
+		key, dir, ok := strings.Cut(p, "=")
+		if !ok || key == "" || dir == "" {
+			return fmt.Errorf("%q: want %s=dir", p, cmp.Or(m.what, "key"))
 		}
-		r.routes[topic] = dir
+		m.dirs[key] = dir
 	}
 	return nil
 }
@@ -56,10 +61,11 @@ type consumerFlags struct {
 	group, predictions, deadLetters, delivery, instance string
 	batchMax, maxPoll, maxTextBytes                     int
 	batchWait                                           time.Duration
-	routes                                              routeFlag
+	routes                                              dirMapFlag
 }
 
 func (c *consumerFlags) register(fs *flag.FlagSet) {
+	c.routes.what = "topic"
 	fs.Var(&c.routes, "route", "input topic to model bundle, topic=dir (repeatable; default support-queries and reviews); dir \"passthrough\" serves no model (benchmark baseline)")
 	fs.StringVar(&c.group, "group", "triage-consumer", "Kafka consumer group")
 	fs.StringVar(&c.instance, "instance-id", "", "stable id of this consumer across restarts (e.g. the pod name): static group membership and a stable transactional id, for fast recovery")
@@ -83,7 +89,7 @@ func defaultRoutes(modelsDir string) map[string]string {
 // routeMap is the --route flags, or the defaults under modelsDir.
 func (c *consumerFlags) routeMap(modelsDir string) map[string]string {
 	if c.routes.set {
-		return c.routes.routes
+		return c.routes.dirs
 	}
 	return defaultRoutes(modelsDir)
 }

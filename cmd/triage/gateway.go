@@ -10,8 +10,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/peterbourgon/ff/v3/ffcli"
@@ -23,34 +21,6 @@ import (
 	"github.com/triage-ml/triage/internal/lifecycle"
 )
 
-// modelDirsFlag collects --model name=bundle-dir (repeatable, or comma-separated).
-type modelDirsFlag struct {
-	dirs map[string]string
-}
-
-func (m *modelDirsFlag) String() string {
-	var parts []string
-	for n, d := range m.dirs {
-		parts = append(parts, n+"="+d)
-	}
-	slices.Sort(parts)
-	return strings.Join(parts, ",")
-}
-
-func (m *modelDirsFlag) Set(v string) error {
-	if m.dirs == nil {
-		m.dirs = map[string]string{}
-	}
-	for _, p := range splitList(v) {
-		name, dir, ok := strings.Cut(p, "=")
-		if !ok || name == "" || dir == "" {
-			return fmt.Errorf("model %q: want name=bundle-dir", p)
-		}
-		m.dirs[name] = dir
-	}
-	return nil
-}
-
 // gatewayFlags configure the REST gateway; `triage gateway` registers them
 // all. A command composing the gateway with other roles (`triage dev`)
 // calls register and sets the shared settings itself: maxTextBytes (the
@@ -58,7 +28,7 @@ func (m *modelDirsFlag) Set(v string) error {
 type gatewayFlags struct {
 	httpAddr, apiKeysFile, dataRoot, modelsDir string
 	noAuth, dynamicBatching                    bool
-	models                                     modelDirsFlag
+	models                                     dirMapFlag
 	maxBatch, maxTextBytes, bodyLimit          int
 	uploadLimit, batchMaxTexts, trainQueue     int
 	trainWorkers, burst                        int
@@ -72,6 +42,7 @@ func (g *gatewayFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&g.httpAddr, "http-addr", "127.0.0.1:8080", "REST API listen address")
 	fs.StringVar(&g.apiKeysFile, "api-keys-file", "", "API keys file (YAML, or JSON if named .json) from `triage apikey add`; required unless --no-auth")
 	fs.BoolVar(&g.noAuth, "no-auth", false, "serve every route without an API key (local development only)")
+	g.models.what = "name"
 	fs.Var(&g.models, "model", "model to serve, name=bundle-dir (repeatable; default: support and reviews under --models-dir, where present)")
 	fs.IntVar(&g.maxBatch, "max-batch", 256, "most texts in one /v1/predict request")
 	fs.IntVar(&g.bodyLimit, "body-limit", 4<<20, "largest JSON request body in bytes (413 above)")
@@ -131,7 +102,7 @@ func (g *gatewayFlags) config(models map[string]gateway.Model, opts inference.Mo
 
 // modelDirs is the --model flags, or the default models present under modelsDir.
 func (g *gatewayFlags) modelDirs() map[string]string {
-	if len(g.models.dirs) > 0 {
+	if g.models.set {
 		return g.models.dirs
 	}
 	out := map[string]string{}
