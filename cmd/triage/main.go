@@ -139,6 +139,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			tailCommand(stdout, stderr),
 			gatewayCommand(stdout, stderr),
 			apikeyCommand(stdout, stderr),
+			tokenizeCommand(os.Stdin, stdout, stderr),
 			benchCommand(stdout, stderr),
 			versionCommand(stdout),
 		},

@@ -1,0 +1,80 @@
+package tokenizer
+
+import (
+	"slices"
+	"strings"
+	"testing"
+)
+
+const testVocab = "[PAD]\n[UNK]\n[CLS]\n[SEP]\nmy\ncard\nhas\nnot\narrive\n##d\n!\n?\n,\nun\n##want\n##ed\nwa\n##nt\ncafe\n我\n的\nσας\ni\n##̇\n"
+
+func newTest(t *testing.T, lower bool) *WordPiece {
+	t.Helper()
+	w, err := ReadVocab(strings.NewReader(testVocab), Options{Lowercase: lower})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
+func tokens(w *WordPiece, ids []int32) []string {
+	var out []string
+	for _, id := range ids {
+		out = append(out, w.Token(id))
+	}
+	return out
+}
+
+func TestTokenize(t *testing.T) {
+	w := newTest(t, true)
+	cases := []struct{ in, want string }{
+		{"My card has NOT arrived!", "my card has not arrive ##d !"},
+		{"unwanted,wanted?", "un ##want ##ed , wa ##nt ##ed ?"},
+		{"Café", "cafe"},                           // accent stripped with lower-casing
+		{"我的卡", "我 的 [UNK]"},                       // CJK ideographs split one per token
+		{"my\u200bcard\x00 has", "[UNK] has"},      // format/control characters removed: "mycard" is unknown
+		{"ΣΑΣ", "[UNK]"},                           // lower-cased rune by rune: σασ, not σας
+		{strings.Repeat("a", 101), "[UNK]"},        // over the per-word limit
+		{"\xff\xfe card", "card"},                  // invalid UTF-8 replaced, then dropped
+		{"card\u00a0has\u3000not", "card has not"}, // Unicode spaces split words
+	}
+	for _, c := range cases {
+		if got := strings.Join(tokens(w, w.Tokenize(c.in)), " "); got != c.want {
+			t.Errorf("Tokenize(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+}
+
+func TestEncode(t *testing.T) {
+	w := newTest(t, true)
+	e, err := w.Encode("my card has not arrived", 6, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(e.IDs, []int64{2, 4, 5, 6, 7, 3, 0, 0}) || !e.Truncated {
+		t.Errorf("ids %v truncated %v", e.IDs, e.Truncated)
+	}
+	if !slices.Equal(e.AttentionMask, []int64{1, 1, 1, 1, 1, 1, 0, 0}) || len(e.TypeIDs) != 8 {
+		t.Errorf("mask %v types %v", e.AttentionMask, e.TypeIDs)
+	}
+	if _, err := w.Encode("x", 1, 0); err == nil {
+		t.Error("max length 1 accepted")
+	}
+	if _, err := ReadVocab(strings.NewReader("a\nb\n"), Options{}); err == nil {
+		t.Error("vocabulary without [UNK] accepted")
+	}
+}
+
+func TestPreTokenize(t *testing.T) {
+	got := PreTokenize("hello, world!! $5 a-b")
+	want := []string{"hello", ",", "world", "!", "!", "$", "5", "a", "-", "b"}
+	if !slices.Equal(got, want) {
+		t.Errorf("PreTokenize = %q, want %q", got, want)
+	}
+}
+
+func TestLowercaseMatchesRustCharMapping(t *testing.T) {
+	if got := lowercase("İSTANBUL ΣΑΣ"); got != "i\u0307stanbul σασ" {
+		t.Errorf("lowercase = %q", got)
+	}
+}
