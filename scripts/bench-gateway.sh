@@ -27,18 +27,8 @@ if ! command -v wrk >/dev/null 2>&1; then
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
 fi
-if [[ ! -x "$TRIAGE_BIN" ]]; then
-	log "building $TRIAGE_BIN"
-	go build -o "$TRIAGE_BIN" ./cmd/triage
-fi
-if [[ -z "${ONNXRUNTIME_LIB:-}" ]]; then
-	ONNXRUNTIME_LIB="$(bash scripts/fetch-onnxruntime.sh | tail -n1)"
-	export ONNXRUNTIME_LIB
-fi
-
-free_port() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
+# shellcheck source=lib/triage-env.sh
+source scripts/lib/triage-env.sh
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/triage-bench.XXXXXX")"
 data_dir="$work/data"

@@ -30,18 +30,8 @@ EXPECT_LABEL="${EXPECT_LABEL:-card_arrival}"
 ARTIFACTS="$repo_root/artifacts"
 NODE_DIR="$repo_root/.cache/e2e-node" # git-ignored; holds node_modules for scripts/e2e
 
-if [[ ! -x "$TRIAGE_BIN" ]]; then
-	log "building $TRIAGE_BIN"
-	go build -o "$TRIAGE_BIN" ./cmd/triage
-fi
-if [[ -z "${ONNXRUNTIME_LIB:-}" ]]; then
-	ONNXRUNTIME_LIB="$(bash scripts/fetch-onnxruntime.sh | tail -n1)"
-	export ONNXRUNTIME_LIB
-fi
-
-free_port() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
+# shellcheck source=lib/triage-env.sh
+source scripts/lib/triage-env.sh
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/triage-e2e.XXXXXX")"
 data_dir="$work/data"

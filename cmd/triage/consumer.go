@@ -97,36 +97,51 @@ func (c *consumerFlags) routeMap(modelsDir string) map[string]string {
 // passthroughRoute as a route's model dir serves no model (benchmarks).
 const passthroughRoute = "passthrough"
 
-// openRoutes loads each routed bundle once, even when topics share one.
-func openRoutes(routes map[string]string, opts inference.ModelOptions) (map[string]consumer.Predictor, func(), error) {
-	byDir := map[string]*inference.Model{}
+// modelSet loads each bundle directory once, however many topics or names
+// refer to it, so the consumer and the gateway can share one copy.
+type modelSet struct {
+	opts  inference.ModelOptions
+	byDir map[string]*inference.Model
+}
+
+func newModelSet(opts inference.ModelOptions) *modelSet {
+	return &modelSet{opts: opts, byDir: map[string]*inference.Model{}}
+}
+
+func (s *modelSet) get(dir string) (*inference.Model, error) {
+	dir = filepath.Clean(dir)
+	if m, ok := s.byDir[dir]; ok {
+		return m, nil
+	}
+	m, err := inference.Open(dir, s.opts)
+	if err != nil {
+		return nil, err
+	}
+	s.byDir[dir] = m
+	return m, nil
+}
+
+func (s *modelSet) close() {
+	for _, m := range s.byDir {
+		m.Close()
+	}
+}
+
+// openRoutes maps each input topic to its model from set.
+func openRoutes(routes map[string]string, set *modelSet) (map[string]consumer.Predictor, error) {
 	out := map[string]consumer.Predictor{}
 	for topic, dir := range routes {
 		if dir == passthroughRoute {
 			out[topic] = consumer.Passthrough{}
-		}
-	}
-	closeAll := func() {
-		for _, m := range byDir {
-			m.Close()
-		}
-	}
-	for topic, dir := range routes {
-		if dir == passthroughRoute {
 			continue
 		}
-		m, ok := byDir[dir]
-		if !ok {
-			var err error
-			if m, err = inference.Open(dir, opts); err != nil {
-				closeAll()
-				return nil, nil, fmt.Errorf("route %s: %w", topic, err)
-			}
-			byDir[dir] = m
+		m, err := set.get(dir)
+		if err != nil {
+			return nil, fmt.Errorf("route %s: %w", topic, err)
 		}
 		out[topic] = m
 	}
-	return out, closeAll, nil
+	return out, nil
 }
 
 func (c *consumerFlags) config(brokers []string, routes map[string]consumer.Predictor, log *slog.Logger, reg prometheus.Registerer) consumer.Config {
@@ -199,11 +214,12 @@ func consumerCommand(stdout, stderr io.Writer) *ffcli.Command {
 			if err != nil {
 				return err
 			}
-			routes, closeModels, err := openRoutes(cf.routeMap("data/models"), opts)
+			set := newModelSet(opts)
+			defer set.close()
+			routes, err := openRoutes(cf.routeMap("data/models"), set)
 			if err != nil {
 				return err
 			}
-			defer closeModels()
 			reg := newRegistry()
 			c, err := consumer.New(cf.config(splitList(*brokers), routes, log, reg))
 			if err != nil {

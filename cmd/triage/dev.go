@@ -93,37 +93,15 @@ func devCommand(stdout, stderr io.Writer) *ffcli.Command {
 			}
 			defer b.Close()
 			// One loaded copy of each bundle serves both the gateway and the consumer.
-			gwDirs := gf.modelDirs()
-			gwModels, closeGW, err := openGatewayModels(gwDirs, opts)
+			set := newModelSet(opts)
+			defer set.close()
+			gwModels, err := openGatewayModels(gf.modelDirs(), set)
 			if err != nil {
 				return err
 			}
-			defer closeGW()
-			shared := map[string]string{}
-			for topic, dir := range routes {
-				for name, d := range gwDirs {
-					if filepath.Clean(d) == filepath.Clean(dir) {
-						shared[topic] = name
-					}
-				}
-			}
-			rest := map[string]string{}
-			for topic, dir := range routes {
-				if _, ok := shared[topic]; !ok {
-					rest[topic] = dir
-				}
-			}
-			models, closeModels, err := openRoutes(rest, opts)
+			models, err := openRoutes(routes, set)
 			if err != nil {
 				return err
-			}
-			defer closeModels()
-			for topic, name := range shared {
-				p, ok := gwModels[name].(consumer.Predictor)
-				if !ok {
-					return fmt.Errorf("model %s cannot serve the consumer", name)
-				}
-				models[topic] = p
 			}
 			reg := newRegistry()
 			c, err := consumer.New(cf.config([]string{b.Addr()}, models, log, reg))

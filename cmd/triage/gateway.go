@@ -115,28 +115,17 @@ func (g *gatewayFlags) modelDirs() map[string]string {
 	return out
 }
 
-// openGatewayModels loads each bundle once, even when names share one.
-func openGatewayModels(dirs map[string]string, opts inference.ModelOptions) (map[string]gateway.Model, func(), error) {
-	byDir := map[string]*inference.Model{}
-	closeAll := func() {
-		for _, m := range byDir {
-			m.Close()
-		}
-	}
+// openGatewayModels maps each served name to its model from set.
+func openGatewayModels(dirs map[string]string, set *modelSet) (map[string]gateway.Model, error) {
 	out := map[string]gateway.Model{}
 	for name, dir := range dirs {
-		m, ok := byDir[dir]
-		if !ok {
-			var err error
-			if m, err = inference.Open(dir, opts); err != nil {
-				closeAll()
-				return nil, nil, fmt.Errorf("model %s: %w", name, err)
-			}
-			byDir[dir] = m
+		m, err := set.get(dir)
+		if err != nil {
+			return nil, fmt.Errorf("model %s: %w", name, err)
 		}
 		out[name] = m
 	}
-	return out, closeAll, nil
+	return out, nil
 }
 
 func gatewayCommand(stdout, stderr io.Writer) *ffcli.Command {
@@ -178,14 +167,16 @@ func gatewayCommand(stdout, stderr io.Writer) *ffcli.Command {
 			if len(dirs) == 0 {
 				log.Warn("no models to serve: /readyz answers 503 until a training job activates one", "models_dir", gf.modelsDir)
 			}
-			models, closeModels, err := openGatewayModels(dirs, opts)
+			set := newModelSet(opts)
+			models, err := openGatewayModels(dirs, set)
 			if err != nil {
+				set.close()
 				return err
 			}
 			cfg.Models, cfg.OwnModels = models, true // closed when replaced, or when Run returns
 			s, err := gateway.New(cfg)
 			if err != nil {
-				closeModels()
+				set.close()
 				return err
 			}
 			go announceGateway(ctx, s, stdout)
