@@ -78,7 +78,12 @@ func benchPredictCommand(stdout, stderr io.Writer) *ffcli.Command {
 			for i, e := range ds.Examples {
 				texts[i] = e.Text
 			}
+			// Featurised once: the model-only column measures the model alone.
 			fz := m.Featurizer()
+			vecs := make([]featurizer.Vector, len(texts))
+			for i, t := range texts {
+				vecs[i] = fz.Transform(t)
+			}
 			fmt.Fprintf(stdout, "model %s %s (%d features x %d classes), %d texts from %s, GOMAXPROCS=%d, ORT intra-op threads=%d, %v per cell\n\n",
 				m.Manifest().Name, m.Manifest().Version, m.Manifest().Graph.NumFeatures, m.Manifest().Graph.NumClasses,
 				len(texts), *data, runtime.GOMAXPROCS(0), rt.intraThreads, *dur)
@@ -100,10 +105,6 @@ func benchPredictCommand(stdout, stderr io.Writer) *ffcli.Command {
 					full, err := measure(ctx, texts, bs, *dur, e.full)
 					if err != nil {
 						return fmt.Errorf("bench %s batch %d: %w", e.name, bs, err)
-					}
-					vecs := make([]featurizer.Vector, len(texts))
-					for i, t := range texts {
-						vecs[i] = fz.Transform(t)
 					}
 					modelOnly, err := measure(ctx, vecs, bs, *dur, e.model)
 					if err != nil {
