@@ -43,17 +43,54 @@ type Manifest struct {
 	Labels        []string          `json:"labels"`
 	Featurizer    featurizer.Config `json:"featurizer"`
 	Graph         Graph             `json:"graph"`
-	HyperParams   map[string]any    `json:"hyper_params"`
-	Metrics       Metrics           `json:"metrics"`
-	Training      Training          `json:"training"`
+	// Encoder is set for kinds "encoder" and "hybrid": the bundle then also
+	// holds the sentence encoder whose embedding feeds the head.
+	Encoder     *EncoderSpec   `json:"encoder,omitempty"`
+	HyperParams map[string]any `json:"hyper_params"`
+	Metrics     Metrics        `json:"metrics"`
+	Training    Training       `json:"training"`
 	// Files maps each bundle file to its SHA-256, checked on load so a
 	// half-copied or tampered bundle is refused rather than served.
 	Files map[string]string `json:"files"`
 }
 
+// Graph kinds. A linear graph scores n-gram features; an encoder graph
+// scores a sentence embedding; a hybrid graph scores both. The head is the
+// same linear-softmax graph in every kind: the embedding enters it as
+// features FeatureOffset..FeatureOffset+Dim-1, so one head format, one
+// exporter and one ORT binding serve all three (a declared two-stage bundle:
+// encoder.onnx, then model.onnx).
+const (
+	KindLinear  = "linear"
+	KindEncoder = "encoder"
+	KindHybrid  = "hybrid"
+)
+
+// Files an encoder or hybrid bundle adds.
+const (
+	EncoderFile = "encoder.onnx"
+	VocabFile   = "vocab.txt"
+)
+
+// EncoderSpec describes a bundle's sentence encoder and how its embedding
+// enters the head.
+type EncoderSpec struct {
+	Source        string  `json:"source"`  // encoder directory the bundle was trained with
+	Variant       string  `json:"variant"` // fp32 or int8
+	Dim           int     `json:"dim"`
+	MaxLength     int     `json:"max_length"`
+	Lowercase     bool    `json:"lowercase"`
+	StripAccents  *bool   `json:"strip_accents,omitempty"`
+	InputIDs      string  `json:"input_ids"`
+	InputMask     string  `json:"attention_mask"`
+	Output        string  `json:"output"`
+	FeatureOffset int     `json:"feature_offset"` // head feature id of embedding dimension 0
+	Scale         float32 `json:"scale"`          // embedding values are multiplied by this before the head
+}
+
 // Graph describes the ONNX model's interface.
 type Graph struct {
-	Kind        string `json:"kind"` // "linear"
+	Kind        string `json:"kind"` // KindLinear, KindEncoder or KindHybrid
 	Opset       int    `json:"opset"`
 	NumFeatures int    `json:"num_features"`
 	NumClasses  int    `json:"num_classes"`
@@ -94,17 +131,31 @@ type Training struct {
 
 // Write creates dir atomically: files go to a sibling temporary directory
 // that is renamed into place, so readers never see a partial bundle. An
-// existing dir is replaced.
-func Write(dir string, m *Manifest, vocab *featurizer.Vocab, onnx []byte) error {
+// existing dir is replaced. vocab is unused for encoder-only bundles; extra
+// maps further bundle file names to files to copy in (the encoder).
+func Write(dir string, m *Manifest, vocab *featurizer.Vocab, onnx []byte, extra ...CopyFile) error {
 	if m.Name == "" || m.Version == "" || len(m.Labels) == 0 {
 		return fmt.Errorf("write bundle %q: manifest needs name, version and labels", dir)
 	}
-	feats, err := encodeVocab(vocab)
-	if err != nil {
-		return fmt.Errorf("write bundle %q: %w", dir, err)
-	}
 	m.FormatVersion = FormatVersion
-	m.Files = map[string]string{ModelFile: sum(onnx), FeaturesFile: sum(feats)}
+	m.Files = map[string]string{ModelFile: sum(onnx)}
+	contents := map[string][]byte{ModelFile: onnx}
+	if m.UsesNgrams() {
+		feats, err := encodeVocab(vocab)
+		if err != nil {
+			return fmt.Errorf("write bundle %q: %w", dir, err)
+		}
+		m.Files[FeaturesFile] = sum(feats)
+		contents[FeaturesFile] = feats
+	}
+	for _, f := range extra {
+		data, err := os.ReadFile(f.From)
+		if err != nil {
+			return fmt.Errorf("write bundle %q: %w", dir, err)
+		}
+		m.Files[f.Name] = sum(data)
+		contents[f.Name] = data
+	}
 	manifest, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		return fmt.Errorf("write bundle %q: encode manifest: %w", dir, err)
@@ -118,7 +169,8 @@ func Write(dir string, m *Manifest, vocab *featurizer.Vocab, onnx []byte) error 
 		return fmt.Errorf("write bundle %q: %w", dir, err)
 	}
 	defer os.RemoveAll(tmp)
-	for name, data := range map[string][]byte{ModelFile: onnx, FeaturesFile: feats, ManifestFile: append(manifest, '\n')} {
+	contents[ManifestFile] = append(manifest, '\n')
+	for name, data := range contents {
 		if err := os.WriteFile(filepath.Join(tmp, name), data, 0o644); err != nil {
 			return fmt.Errorf("write bundle %q: %w", dir, err)
 		}
@@ -148,13 +200,22 @@ func Write(dir string, m *Manifest, vocab *featurizer.Vocab, onnx []byte) error 
 	return nil
 }
 
+// CopyFile is a file copied into a bundle under Name.
+type CopyFile struct{ Name, From string }
+
 // Bundle is a loaded, verified bundle.
 type Bundle struct {
 	Dir        string
 	Manifest   Manifest
-	Featurizer *featurizer.Featurizer
+	Featurizer *featurizer.Featurizer // nil for KindEncoder
 	ModelPath  string
 }
+
+// UsesNgrams reports whether the head reads n-gram features.
+func (m Manifest) UsesNgrams() bool { return m.Graph.Kind != KindEncoder }
+
+// Path is the location of a bundle file.
+func (b *Bundle) Path(name string) string { return filepath.Join(b.Dir, name) }
 
 // Load reads and verifies a bundle directory.
 func Load(dir string) (*Bundle, error) {
@@ -172,14 +233,26 @@ func Load(dir string) (*Bundle, error) {
 	if m.FormatVersion != FormatVersion {
 		return nil, fmt.Errorf("load model %q: bundle format %d, this build reads %d: retrain or upgrade triage", dir, m.FormatVersion, FormatVersion)
 	}
-	if m.Graph.Kind != "linear" {
+	need := []string{ModelFile}
+	switch m.Graph.Kind {
+	case KindLinear:
+		need = append(need, FeaturesFile)
+	case KindHybrid:
+		need = append(need, FeaturesFile, EncoderFile, VocabFile)
+	case KindEncoder:
+		need = append(need, EncoderFile, VocabFile)
+	default:
 		return nil, fmt.Errorf("load model %q: unknown graph kind %q", dir, m.Graph.Kind)
+	}
+	if m.Graph.Kind != KindLinear && (m.Encoder == nil || m.Encoder.Dim <= 0 || m.Encoder.FeatureOffset <= 0 ||
+		m.Encoder.FeatureOffset+m.Encoder.Dim != m.Graph.NumFeatures) {
+		return nil, fmt.Errorf("load model %q: %s bundle has a missing or inconsistent encoder section", dir, m.Graph.Kind)
 	}
 	if len(m.Labels) != m.Graph.NumClasses || len(m.Labels) < 2 {
 		return nil, fmt.Errorf("load model %q: %d labels but graph has %d classes", dir, len(m.Labels), m.Graph.NumClasses)
 	}
 	files := map[string][]byte{}
-	for _, name := range []string{ModelFile, FeaturesFile} {
+	for _, name := range need {
 		data, err := os.ReadFile(filepath.Join(dir, name))
 		if err != nil {
 			return nil, fmt.Errorf("load model %q: %w", dir, err)
@@ -187,20 +260,30 @@ func Load(dir string) (*Bundle, error) {
 		if want := m.Files[name]; want != sum(data) {
 			return nil, fmt.Errorf("load model %q: %s checksum mismatch (bundle corrupt or modified)", dir, name)
 		}
-		files[name] = data
+		if name == FeaturesFile {
+			files[name] = data // the others are read again by ONNX Runtime and the tokenizer
+		}
+	}
+	b := &Bundle{Dir: dir, Manifest: m, ModelPath: filepath.Join(dir, ModelFile)}
+	if !m.UsesNgrams() {
+		return b, nil
 	}
 	vocab, err := decodeVocab(files[FeaturesFile])
 	if err != nil {
 		return nil, fmt.Errorf("load model %q: %s: %w", dir, FeaturesFile, err)
 	}
-	if vocab.Size() != m.Graph.NumFeatures {
-		return nil, fmt.Errorf("load model %q: vocabulary has %d ids, graph %d", dir, vocab.Size(), m.Graph.NumFeatures)
+	ngram := m.Graph.NumFeatures
+	if m.Encoder != nil {
+		ngram = m.Encoder.FeatureOffset
 	}
-	fz, err := featurizer.New(m.Featurizer, vocab)
+	if vocab.Size() != ngram {
+		return nil, fmt.Errorf("load model %q: vocabulary has %d ids, graph %d", dir, vocab.Size(), ngram)
+	}
+	b.Featurizer, err = featurizer.New(m.Featurizer, vocab)
 	if err != nil {
 		return nil, fmt.Errorf("load model %q: %w", dir, err)
 	}
-	return &Bundle{Dir: dir, Manifest: m, Featurizer: fz, ModelPath: filepath.Join(dir, ModelFile)}, nil
+	return b, nil
 }
 
 func sum(b []byte) string {

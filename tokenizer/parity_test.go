@@ -103,11 +103,24 @@ func TestParityWithHuggingFace(t *testing.T) {
 	if len(lines) != len(texts) {
 		t.Fatalf("reference returned %d lines for %d texts", len(lines), len(texts))
 	}
-	opts := Options{Lowercase: true}
-	w, err := LoadVocab(filepath.Join(model, "vocab.txt"), opts)
+	// Both sources the tokenizer reads must agree with the reference.
+	fromVocab, err := LoadVocab(filepath.Join(model, "vocab.txt"), Options{Lowercase: true})
 	if err != nil {
 		t.Fatal(err)
 	}
+	fromJSON, err := LoadDir(model) // reads tokenizer.json
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, src := range []struct {
+		name string
+		w    *WordPiece
+	}{{"vocab.txt", fromVocab}, {"tokenizer.json", fromJSON}} {
+		t.Run(src.name, func(t *testing.T) { checkParity(t, src.w, texts, lines) })
+	}
+}
+
+func checkParity(t *testing.T, w *WordPiece, texts, lines []string) {
 	mismatches := 0
 	for i, text := range texts {
 		var want []int64

@@ -6,46 +6,18 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
-	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 
 	"github.com/peterbourgon/ff/v3/ffcli"
 
 	"github.com/triage-ml/triage/tokenizer"
 )
 
-// tokenizerOptions reads do_lower_case / strip_accents from a checkpoint's
-// tokenizer_config.json when present (BERT checkpoints ship one).
-func tokenizerOptions(dir string) (tokenizer.Options, error) {
-	opts := tokenizer.Options{Lowercase: true}
-	raw, err := os.ReadFile(filepath.Join(dir, "tokenizer_config.json"))
-	if errors.Is(err, os.ErrNotExist) {
-		return opts, nil
-	}
-	if err != nil {
-		return opts, err
-	}
-	var cfg struct {
-		DoLowerCase  *bool `json:"do_lower_case"`
-		StripAccents *bool `json:"strip_accents"`
-	}
-	if err := json.Unmarshal(raw, &cfg); err != nil {
-		return opts, fmt.Errorf("%s: %w", filepath.Join(dir, "tokenizer_config.json"), err)
-	}
-	if cfg.DoLowerCase != nil {
-		opts.Lowercase = *cfg.DoLowerCase
-	}
-	opts.StripAccents = cfg.StripAccents
-	return opts, nil
-}
-
 func tokenizeCommand(stdin io.Reader, stdout, stderr io.Writer) *ffcli.Command {
 	fs := flag.NewFlagSet("triage tokenize", flag.ContinueOnError)
 	var g globals
 	g.register(fs)
-	dir := fs.String("tokenizer", "", "folder with vocab.txt (and optionally tokenizer_config.json) (required)")
+	dir := fs.String("tokenizer", "", "folder with tokenizer.json, or vocab.txt (and optionally tokenizer_config.json) (required)")
 	maxLen := fs.Int("max-length", 0, "truncate to this many ids including [CLS] and [SEP] (0 = no limit)")
 	return &ffcli.Command{
 		Name:       "tokenize",
@@ -57,11 +29,7 @@ func tokenizeCommand(stdin io.Reader, stdout, stderr io.Writer) *ffcli.Command {
 			if *dir == "" {
 				return errors.New("tokenize: --tokenizer DIR is required")
 			}
-			opts, err := tokenizerOptions(*dir)
-			if err != nil {
-				return err
-			}
-			w, err := tokenizer.LoadVocab(filepath.Join(*dir, "vocab.txt"), opts)
+			w, err := tokenizer.LoadDir(*dir)
 			if err != nil {
 				return err
 			}
