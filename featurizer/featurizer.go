@@ -312,7 +312,33 @@ func (e *Extractor) Fit(texts []string) (*Vocab, error) {
 type Vector struct {
 	IDs       []int64
 	Weights   []float32
-	Truncated bool // text exceeded MaxRunes and was cut
+	Truncated bool // text exceeded MaxRunes (or the encoder's max length) and was cut
+	// Tokens are the text's WordPiece ids ([CLS] … [SEP], unpadded) for
+	// models with a sentence encoder; nil for n-gram-only models. They ride
+	// along here so tokenising, like featurising, happens off the ONNX
+	// Runtime thread.
+	Tokens []int64
+}
+
+// AppendDense returns new vectors: each of vs followed by its
+// embedding row (dim values of emb) as features offset..offset+dim-1,
+// multiplied by scale. Training and serving share it so the head sees the
+// same layout in both.
+func AppendDense(vs []Vector, emb []float32, dim, offset int, scale float32) []Vector {
+	out := make([]Vector, len(vs))
+	for i, v := range vs {
+		n := len(v.IDs)
+		ids := make([]int64, n+dim)
+		ws := make([]float32, n+dim)
+		copy(ids, v.IDs)
+		copy(ws, v.Weights)
+		for j := range dim {
+			ids[n+j] = int64(offset + j)
+			ws[n+j] = scale * emb[i*dim+j]
+		}
+		out[i] = Vector{IDs: ids, Weights: ws, Truncated: v.Truncated}
+	}
+	return out
 }
 
 // Featurizer couples an Extractor with a fitted Vocab.

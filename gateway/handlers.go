@@ -45,10 +45,9 @@ func (s *Server) handlePredict(c *fiber.Ctx) error {
 	// Featurise here, in the request's goroutine: it is most of the CPU
 	// work, and it parallelises across requests; only the ONNX Runtime
 	// call is shared.
-	f := e.model.Featurizer()
 	vs := make([]featurizer.Vector, len(in.texts))
 	for i, t := range in.texts {
-		vs[i] = f.Transform(t)
+		vs[i] = e.model.Transform(t)
 	}
 	var preds []inference.Prediction
 	var err error

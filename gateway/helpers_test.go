@@ -92,7 +92,7 @@ func (m *fakeModel) PredictVectors(ctx context.Context, vs []featurizer.Vector) 
 	return out, nil
 }
 
-func (m *fakeModel) Featurizer() *featurizer.Featurizer { return m.fz }
+func (m *fakeModel) Transform(text string) featurizer.Vector { return m.fz.Transform(text) }
 
 func (m *fakeModel) Manifest() bundle.Manifest {
 	return bundle.Manifest{Name: m.name, Version: m.version, Labels: m.labels, CreatedAt: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC),

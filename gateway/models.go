@@ -19,7 +19,9 @@ import (
 // if the gateway owns it (see Config.Models and Config.OwnModels).
 type Model interface {
 	PredictVectors(ctx context.Context, vs []featurizer.Vector) ([]inference.Prediction, error)
-	Featurizer() *featurizer.Featurizer
+	// Transform prepares one text (n-gram features and/or encoder tokens);
+	// it runs in the request's goroutine, off the ONNX Runtime thread.
+	Transform(text string) featurizer.Vector
 	Manifest() bundle.Manifest
 	Ref() inference.ModelRef
 }

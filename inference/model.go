@@ -5,9 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
 	"slices"
-	"sync"
 
 	"github.com/triage-ml/triage/bundle"
 	"github.com/triage-ml/triage/featurizer"
@@ -18,6 +16,10 @@ type ModelOptions struct {
 	ORTLib  string         // explicit library path; "" = FindORTLibrary's search
 	Session SessionOptions // pool size and threads
 	TopK    int            // scores returned per prediction; 0 = 5
+	// EncoderThreads is the intra-op thread count of encoder sessions (0 =
+	// ORT default, one per core): the transformer is worth every core,
+	// while the linear head is cheapest single-threaded.
+	EncoderThreads int
 }
 
 // ModelRef names the model that made a prediction.
@@ -43,10 +45,13 @@ type Prediction struct {
 	Truncated bool `json:"truncated,omitempty"`
 }
 
-// Model serves one bundle through a pool of ONNX Runtime sessions.
+// Model serves one bundle through a pool of ONNX Runtime sessions: the
+// linear head, preceded for encoder and hybrid bundles by the sentence
+// encoder, whose embedding enters the head as extra features.
 type Model struct {
 	bundle *bundle.Bundle
 	pool   *SessionPool
+	enc    *Encoder // nil for linear bundles
 	topK   int
 }
 
@@ -64,12 +69,42 @@ func Open(dir string, opts ModelOptions) (*Model, error) {
 		return nil, err
 	}
 	g := b.Manifest.Graph
+	var enc *Encoder
+	if es := b.Manifest.Encoder; es != nil {
+		enc, err = OpenEncoder(EncoderConfig{
+			ModelPath: b.Path(bundle.EncoderFile), VocabPath: b.Path(bundle.VocabFile),
+			Lowercase: es.Lowercase, StripAccents: es.StripAccents, MaxLength: es.MaxLength, Dim: es.Dim,
+			InputIDs: es.InputIDs, InputMask: es.InputMask, Output: es.Output,
+		}, opts)
+		if err != nil {
+			return nil, fmt.Errorf("load model %q: %w", dir, err)
+		}
+	}
 	pool, err := NewSessionPool(b.ModelPath, []string{g.InputIDs, g.InputWeight}, []string{g.Output}, opts.Session)
 	if err != nil {
+		if enc != nil {
+			enc.Close()
+		}
 		return nil, fmt.Errorf("load model %q: %w", dir, err)
 	}
 	topK := cmp.Or(opts.TopK, 5)
-	return &Model{bundle: b, pool: pool, topK: min(topK, len(b.Manifest.Labels))}, nil
+	return &Model{bundle: b, pool: pool, enc: enc, topK: min(topK, len(b.Manifest.Labels))}, nil
+}
+
+// Transform turns one text into what PredictVectors takes: n-gram features
+// and/or WordPiece tokens, by the bundle's kind. It is pure CPU work, meant
+// to run in the caller's goroutine, off the ONNX Runtime thread.
+func (m *Model) Transform(text string) featurizer.Vector {
+	var v featurizer.Vector
+	if m.bundle.Featurizer != nil {
+		v = m.bundle.Featurizer.Transform(text)
+	}
+	if m.enc != nil {
+		var cut bool
+		v.Tokens, cut = m.enc.Tokens(text)
+		v.Truncated = v.Truncated || cut
+	}
+	return v
 }
 
 // Manifest returns the bundle's model.json.
@@ -84,7 +119,12 @@ func (m *Model) Ref() ModelRef {
 }
 
 // Close releases the ONNX Runtime sessions.
-func (m *Model) Close() error { return m.pool.Close() }
+func (m *Model) Close() error {
+	if m.enc != nil {
+		return errors.Join(m.pool.Close(), m.enc.Close())
+	}
+	return m.pool.Close()
+}
 
 // ErrNoTexts is returned for an empty batch.
 var ErrNoTexts = errors.New("no texts to classify")
@@ -94,7 +134,14 @@ func (m *Model) Predict(ctx context.Context, texts []string) ([]Prediction, erro
 	if len(texts) == 0 {
 		return nil, ErrNoTexts
 	}
-	return m.PredictVectors(ctx, featurizeAll(m.bundle.Featurizer, texts))
+	return m.PredictVectors(ctx, m.TransformAll(texts))
+}
+
+// TransformAll transforms texts, spread over all CPUs for large batches.
+func (m *Model) TransformAll(texts []string) []featurizer.Vector {
+	vs := make([]featurizer.Vector, len(texts))
+	parallel(len(texts), func(i int) { vs[i] = m.Transform(texts[i]) })
+	return vs
 }
 
 // PredictVectors classifies already featurised texts, so callers can
@@ -103,12 +150,40 @@ func (m *Model) PredictVectors(ctx context.Context, vs []featurizer.Vector) ([]P
 	if len(vs) == 0 {
 		return nil, ErrNoTexts
 	}
-	probs, err := m.Probabilities(ctx, vs)
+	heads, err := m.headVectors(ctx, vs)
+	if err != nil {
+		return nil, err
+	}
+	probs, err := m.Probabilities(ctx, heads)
 	if err != nil {
 		return nil, err
 	}
 	return decode(m.bundle.Manifest.Labels, m.Ref(), m.topK, vs, probs), nil
 }
+
+// headVectors runs the encoder, when the bundle has one, and appends each
+// text's scaled embedding to its n-gram features as the head expects.
+func (m *Model) headVectors(ctx context.Context, vs []featurizer.Vector) ([]featurizer.Vector, error) {
+	if m.enc == nil {
+		return vs, nil
+	}
+	tokens := make([][]int64, len(vs))
+	for i, v := range vs {
+		if len(v.Tokens) == 0 {
+			return nil, fmt.Errorf("predict with %s: text %d has no tokens (transform texts with Model.Transform)", m.bundle.Manifest.Name, i)
+		}
+		tokens[i] = v.Tokens
+	}
+	emb, err := m.enc.Embed(ctx, tokens)
+	if err != nil {
+		return nil, fmt.Errorf("predict with %s %s: %w", m.bundle.Manifest.Name, m.bundle.Manifest.Version, err)
+	}
+	es := m.bundle.Manifest.Encoder
+	return featurizer.AppendDense(vs, emb, es.Dim, es.FeatureOffset, es.Scale), nil
+}
+
+// Encoder is the bundle's sentence encoder, or nil for linear bundles.
+func (m *Model) Encoder() *Encoder { return m.enc }
 
 // Probabilities runs ONNX Runtime on featurised texts and returns the
 // [len(vs)][classes] probability matrix, row-major.
@@ -155,31 +230,6 @@ func (m *Model) run(ctx context.Context, vs []featurizer.Vector) ([]float32, err
 		return nil, fmt.Errorf("predict with %s %s: %w", m.bundle.Manifest.Name, m.bundle.Manifest.Version, err)
 	}
 	return probs, nil
-}
-
-// featurizeAll featurises texts, spreading large batches over all CPUs so
-// featurisation (the larger share of the work) is not single-threaded.
-func featurizeAll(f *featurizer.Featurizer, texts []string) []featurizer.Vector {
-	vs := make([]featurizer.Vector, len(texts))
-	workers := min(runtime.GOMAXPROCS(0), len(texts)/32)
-	if workers <= 1 {
-		for i, t := range texts {
-			vs[i] = f.Transform(t)
-		}
-		return vs
-	}
-	var wg sync.WaitGroup
-	per := (len(texts) + workers - 1) / workers
-	for lo := 0; lo < len(texts); lo += per {
-		hi := min(lo+per, len(texts))
-		wg.Go(func() {
-			for i := lo; i < hi; i++ {
-				vs[i] = f.Transform(texts[i])
-			}
-		})
-	}
-	wg.Wait()
-	return vs
 }
 
 // decode turns the probability matrix into top-k predictions.

@@ -3,6 +3,7 @@ package inference
 import (
 	"cmp"
 	"context"
+	"fmt"
 
 	"github.com/triage-ml/triage/bundle"
 	"github.com/triage-ml/triage/featurizer"
@@ -23,6 +24,9 @@ func OpenReference(dir string, topK int) (*Reference, error) {
 	b, err := bundle.Load(dir)
 	if err != nil {
 		return nil, err
+	}
+	if b.Manifest.Graph.Kind != bundle.KindLinear {
+		return nil, fmt.Errorf("pure-Go reference %q: only linear bundles (this one is %s)", dir, b.Manifest.Graph.Kind)
 	}
 	g, err := onnxgraph.ReadLinearSoftmax(b.ModelPath)
 	if err != nil {
@@ -45,7 +49,8 @@ func (r *Reference) Predict(ctx context.Context, texts []string) ([]Prediction, 
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	vs := featurizeAll(r.bundle.Featurizer, texts)
+	vs := make([]featurizer.Vector, len(texts))
+	parallel(len(texts), func(i int) { vs[i] = r.bundle.Featurizer.Transform(texts[i]) })
 	probs, err := r.Probabilities(vs)
 	if err != nil {
 		return nil, err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"sync"
 
@@ -18,7 +19,19 @@ type SessionOptions struct {
 	IntraOpThreads int
 	InterOpThreads int // 0 = ORT default
 	PoolSize       int // sessions in the pool; 0 -> 1
+	// Provider is the execution provider: ProviderCPU (default) or
+	// ProviderCUDA, which falls back to the CPU, with a warning, when the
+	// CUDA provider library or a GPU is missing.
+	Provider string
+	// CUDADevice is the GPU index for ProviderCUDA.
+	CUDADevice int
 }
+
+// Execution providers.
+const (
+	ProviderCPU  = "cpu"
+	ProviderCUDA = "cuda"
+)
 
 // ErrPoolClosed is returned by RunLinear once Close has been called.
 var ErrPoolClosed = errors.New("inference: session pool is closed")
@@ -41,6 +54,7 @@ type SessionPool struct {
 	inputInfo   []ort.InputOutputInfo // same order as inputNames
 	outputInfo  []ort.InputOutputInfo // same order as outputNames
 	size        int
+	provider    string // the execution provider actually in use
 
 	free      chan *slot    // idle sessions; capacity size
 	done      chan struct{} // closed by Close to wake waiters
@@ -84,6 +98,11 @@ func NewSessionPool(modelPath string, inputNames, outputNames []string, opts Ses
 		}
 	}
 
+	provider, err := chooseProvider(so, opts)
+	if err != nil {
+		return nil, fmt.Errorf("load model %q: %w", modelPath, err)
+	}
+
 	// Check the names up front: ORT would only reject a wrong name at Run time.
 	ins, outs, err := ort.GetInputOutputInfoWithOptions(modelPath, so)
 	if err != nil {
@@ -105,6 +124,7 @@ func NewSessionPool(modelPath string, inputNames, outputNames []string, opts Ses
 		inputInfo:   inInfo,
 		outputInfo:  outInfo,
 		size:        size,
+		provider:    provider,
 		free:        make(chan *slot, size),
 		done:        make(chan struct{}),
 	}
@@ -116,6 +136,8 @@ func NewSessionPool(modelPath string, inputNames, outputNames []string, opts Ses
 		}
 		p.free <- s
 	}
+	slog.Info("onnx runtime sessions ready", "model", modelPath, "provider", provider, "sessions", size,
+		"intra_op_threads", opts.IntraOpThreads)
 	return p, nil
 }
 
@@ -168,6 +190,35 @@ func pickInfo(all []ort.InputOutputInfo, names []string, kind string) ([]ort.Inp
 	}
 	return picked, nil
 }
+
+// chooseProvider appends the requested execution provider to so. ORT
+// reports a missing CUDA provider library or driver when the provider is
+// appended, so the CPU fallback happens here, before any session exists.
+func chooseProvider(so *ort.SessionOptions, opts SessionOptions) (string, error) {
+	switch opts.Provider {
+	case "", ProviderCPU:
+		return ProviderCPU, nil
+	case ProviderCUDA:
+	default:
+		return "", fmt.Errorf("execution provider %q: use %q or %q", opts.Provider, ProviderCPU, ProviderCUDA)
+	}
+	cuda, err := ort.NewCUDAProviderOptions()
+	if err == nil {
+		defer cuda.Destroy()
+		err = cuda.Update(map[string]string{"device_id": fmt.Sprint(opts.CUDADevice)})
+	}
+	if err == nil {
+		err = so.AppendExecutionProviderCUDA(cuda)
+	}
+	if err != nil {
+		slog.Warn("CUDA execution provider unavailable; falling back to CPU", "error", err.Error())
+		return ProviderCPU, nil
+	}
+	return ProviderCUDA, nil
+}
+
+// Provider is the execution provider the pool's sessions use.
+func (p *SessionPool) Provider() string { return p.provider }
 
 // Size is the number of sessions in the pool.
 func (p *SessionPool) Size() int { return p.size }
@@ -231,6 +282,26 @@ func (p *SessionPool) RunLinear(ctx context.Context, ids []int64, weights []floa
 		}
 	}
 
+	return runPair(p, ctx, ids, weights, batch, length)
+}
+
+// RunEncoder runs a sentence encoder whose inputs are int64 token ids and
+// attention mask [batch,length] and whose output is float32 [batch, dim].
+func (p *SessionPool) RunEncoder(ctx context.Context, ids, mask []int64, batch, length int) ([]float32, error) {
+	if len(p.inputInfo) != 2 || len(p.outputInfo) != 1 {
+		return nil, fmt.Errorf("run encoder %q: need 2 inputs (ids, mask) and 1 output, pool has %d and %d",
+			p.modelPath, len(p.inputInfo), len(p.outputInfo))
+	}
+	if n := batch * length; batch <= 0 || length <= 0 || len(ids) != n || len(mask) != n {
+		return nil, fmt.Errorf("run encoder %q: len(ids)=%d, len(mask)=%d, want batch*length=%d*%d",
+			p.modelPath, len(ids), len(mask), batch, length)
+	}
+	return runPair(p, ctx, ids, mask, batch, length)
+}
+
+// runPair runs the session on two [batch,length] tensors and returns its
+// single float32 [batch, k] output.
+func runPair[A, B ort.TensorData](p *SessionPool, ctx context.Context, a []A, b []B, batch, length int) ([]float32, error) {
 	s, err := p.acquire(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("run model %q: waiting for a free session: %w", p.modelPath, err)
@@ -238,21 +309,21 @@ func (p *SessionPool) RunLinear(ctx context.Context, ids []int64, weights []floa
 	defer func() { p.free <- s }()
 
 	shape := ort.NewShape(int64(batch), int64(length))
-	idsT, err := ort.NewTensor(shape, ids)
+	aT, err := ort.NewTensor(shape, a)
 	if err != nil {
-		return nil, fmt.Errorf("run model %q: ids tensor: %w", p.modelPath, err)
+		return nil, fmt.Errorf("run model %q: %s tensor: %w", p.modelPath, p.inputNames[0], err)
 	}
-	defer idsT.Destroy()
-	wT, err := ort.NewTensor(shape, weights)
+	defer aT.Destroy()
+	bT, err := ort.NewTensor(shape, b)
 	if err != nil {
-		return nil, fmt.Errorf("run model %q: weights tensor: %w", p.modelPath, err)
+		return nil, fmt.Errorf("run model %q: %s tensor: %w", p.modelPath, p.inputNames[1], err)
 	}
-	defer wT.Destroy()
+	defer bT.Destroy()
 
 	// Let ORT allocate the output: onnxruntime_go copies it into a Go-backed
 	// tensor, whose slice stays valid after Destroy releases the OrtValue.
 	outputs := []ort.Value{nil}
-	runErr := s.runAbortable(ctx, []ort.Value{idsT, wT}, outputs)
+	runErr := s.runAbortable(ctx, []ort.Value{aT, bT}, outputs)
 	if outputs[0] != nil {
 		defer outputs[0].Destroy()
 	}
@@ -269,7 +340,7 @@ func (p *SessionPool) RunLinear(ctx context.Context, ids []int64, weights []floa
 	}
 	got := out.GetShape()
 	if len(got) != 2 || got[0] != int64(batch) {
-		return nil, fmt.Errorf("run model %q: output %q has shape %v, want [%d, numClasses]",
+		return nil, fmt.Errorf("run model %q: output %q has shape %v, want [%d, k]",
 			p.modelPath, p.outputNames[0], got, batch)
 	}
 	return out.GetData(), nil

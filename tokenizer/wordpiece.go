@@ -283,6 +283,31 @@ func (w *WordPiece) Encode(text string, maxLen, padTo int) (Encoding, error) {
 	return e, nil
 }
 
+// EncodeIDs is Encode without padding, mask or type ids: [CLS] pieces
+// [SEP], truncated to maxLen (0 = no limit). It is the serving path, where
+// the mask is implied by the length.
+func (w *WordPiece) EncodeIDs(text string, maxLen int) (ids []int64, truncated bool, err error) {
+	if maxLen != 0 && maxLen < 2 {
+		return nil, false, ErrMaxLength
+	}
+	cls, ok1 := w.vocab[CLS]
+	sep, ok2 := w.vocab[SEP]
+	if !ok1 || !ok2 {
+		return nil, false, errors.New("vocabulary lacks [CLS] or [SEP]")
+	}
+	pieces := w.Tokenize(text)
+	if maxLen > 0 && len(pieces) > maxLen-2 {
+		pieces, truncated = pieces[:maxLen-2], true
+	}
+	ids = make([]int64, len(pieces)+2)
+	ids[0] = int64(cls)
+	for i, p := range pieces {
+		ids[i+1] = int64(p)
+	}
+	ids[len(ids)-1] = int64(sep)
+	return ids, truncated, nil
+}
+
 // The character classes below follow BERT's reference implementation.
 
 func isWhitespace(r rune) bool {

@@ -12,12 +12,14 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"golang.org/x/sync/errgroup"
 
 	"github.com/triage-ml/triage/bundle"
+	"github.com/triage-ml/triage/encoder"
 	"github.com/triage-ml/triage/featurizer"
 	"github.com/triage-ml/triage/internal/dataset"
 	"github.com/triage-ml/triage/internal/onnxgraph"
@@ -45,8 +47,41 @@ type Options struct {
 	Patience      int       // epochs without improvement before stopping; default 3
 	Workers       int       // parallel trials; default GOMAXPROCS
 
+	// Features are the head's inputs: "ngram" (default), "encoder", or both.
+	// "encoder" needs Encoder.
+	Features []string
+	Encoder  *EncoderSource
+	// EncoderScales multiply the embedding before the head; searched like
+	// the other hyper-parameters because they set the embedding's weight
+	// against the n-gram features. Default [1, 3].
+	EncoderScales []float64
+
 	Logger *slog.Logger
 }
+
+// Feature sets.
+const (
+	FeaturesNgram   = "ngram"
+	FeaturesEncoder = "encoder"
+)
+
+// Embedder computes sentence embeddings, [len(texts)][Dim] row-major;
+// *inference.Encoder implements it.
+type Embedder interface {
+	EmbedTexts(ctx context.Context, texts []string) ([]float32, error)
+	Dim() int
+}
+
+// EncoderSource is the encoder a head is trained on, and copied into the
+// bundle so it serves with exactly the encoder it was trained with.
+type EncoderSource struct {
+	Embedder Embedder
+	Dir      string            // converted encoder directory
+	Variant  string            // fp32 or int8
+	Manifest *encoder.Manifest // Dir's encoder.json
+}
+
+func (o *Options) uses(feature string) bool { return slices.Contains(o.Features, feature) }
 
 // Validate fills defaults and reports every invalid option at once.
 func (o *Options) Validate() error {
@@ -116,6 +151,31 @@ func (o *Options) Validate() error {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	if len(o.Features) == 0 {
+		o.Features = []string{FeaturesNgram}
+		if o.Encoder != nil {
+			o.Features = append(o.Features, FeaturesEncoder)
+		}
+	}
+	for _, f := range o.Features {
+		if f != FeaturesNgram && f != FeaturesEncoder {
+			errs = append(errs, fmt.Errorf("--features %q: use %q, %q or %q,%q", f, FeaturesNgram, FeaturesEncoder, FeaturesNgram, FeaturesEncoder))
+		}
+	}
+	if o.uses(FeaturesEncoder) && o.Encoder == nil {
+		errs = append(errs, errors.New("--features encoder needs --encoder DIR (a converted encoder; `make encoder` makes one)"))
+	}
+	if !o.uses(FeaturesEncoder) && o.Encoder != nil {
+		errs = append(errs, fmt.Errorf("--encoder is set but --features %s does not include %q", strings.Join(o.Features, ","), FeaturesEncoder))
+	}
+	if len(o.EncoderScales) == 0 {
+		o.EncoderScales = []float64{1, 3}
+	}
+	for _, sc := range o.EncoderScales {
+		if sc <= 0 || sc > 100 {
+			errs = append(errs, fmt.Errorf("--encoder-scales %v: each must be in (0, 100]", sc))
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -146,41 +206,95 @@ func Train(ctx context.Context, opts Options) (*Result, error) {
 	}
 	log.Info("data loaded", "path", opts.DataPath, "rows", len(ds.Examples), "labels", len(labels), "train", len(train), "validation", len(val))
 
-	ext, err := featurizer.NewExtractor(opts.Featurizer)
-	if err != nil {
-		return nil, err
-	}
-	texts := make([]string, len(train))
-	for i, e := range train {
-		texts[i] = e.Text
-	}
-	vocab, err := ext.Fit(texts)
-	if err != nil {
-		return nil, fmt.Errorf("train: %w", err)
-	}
-	fz, err := featurizer.New(opts.Featurizer, vocab)
-	if err != nil {
-		return nil, err
-	}
 	index := make(map[string]int, len(labels))
 	for i, l := range labels {
 		index[l] = i
 	}
-	trX, trY := Featurize(fz, train, index, opts.Workers)
-	vaX, vaY := Featurize(fz, val, index, opts.Workers)
-	log.Info("featurised", "features", vocab.Size(), "seconds", time.Since(start).Seconds())
-
-	trials, best, err := search(ctx, opts, trX, trY, vaX, vaY, vocab.Size(), labels)
-	if err != nil {
-		return nil, err
+	trX, trY := make([]featurizer.Vector, len(train)), labelIDs(train, index)
+	vaX, vaY := make([]featurizer.Vector, len(val)), labelIDs(val, index)
+	var vocab *featurizer.Vocab
+	numNgram := 1 // only the padding row when n-grams are off
+	if opts.uses(FeaturesNgram) {
+		ext, err := featurizer.NewExtractor(opts.Featurizer)
+		if err != nil {
+			return nil, err
+		}
+		if vocab, err = ext.Fit(texts(train)); err != nil {
+			return nil, fmt.Errorf("train: %w", err)
+		}
+		fz, err := featurizer.New(opts.Featurizer, vocab)
+		if err != nil {
+			return nil, err
+		}
+		trX, _ = Featurize(fz, train, index, opts.Workers)
+		vaX, _ = Featurize(fz, val, index, opts.Workers)
+		numNgram = vocab.Size()
+		log.Info("featurised", "features", vocab.Size(), "seconds", time.Since(start).Seconds())
 	}
+	numFeatures := numNgram
+
+	// Embeddings are computed once; each scale in the grid reuses them.
+	type variant struct {
+		scale      float64
+		trX, vaX   []featurizer.Vector
+		numFeature int
+	}
+	variants := []variant{{scale: 0, trX: trX, vaX: vaX}}
+	var dim int
+	if opts.uses(FeaturesEncoder) {
+		dim = opts.Encoder.Embedder.Dim()
+		embStart := time.Now()
+		trE, err := opts.Encoder.Embedder.EmbedTexts(ctx, texts(train))
+		if err != nil {
+			return nil, fmt.Errorf("train: embed training texts: %w", err)
+		}
+		vaE, err := opts.Encoder.Embedder.EmbedTexts(ctx, texts(val))
+		if err != nil {
+			return nil, fmt.Errorf("train: embed validation texts: %w", err)
+		}
+		log.Info("embedded", "texts", len(train)+len(val), "dim", dim, "seconds", time.Since(embStart).Seconds())
+		variants = variants[:0]
+		for _, sc := range opts.EncoderScales {
+			variants = append(variants, variant{scale: sc,
+				trX: featurizer.AppendDense(trX, trE, dim, numNgram, float32(sc)),
+				vaX: featurizer.AppendDense(vaX, vaE, dim, numNgram, float32(sc))})
+		}
+		numFeatures = numNgram + dim
+	}
+
+	var trials []bundle.Trial
+	var best candidate
+	bestVariant := -1
+	for vi, v := range variants {
+		ts, b, err := search(ctx, opts, v.trX, trY, v.vaX, vaY, numFeatures, labels)
+		if err != nil {
+			return nil, err
+		}
+		for i := range ts {
+			if opts.uses(FeaturesEncoder) {
+				ts[i].Params["encoder_scale"] = v.scale
+			}
+		}
+		trials = append(trials, ts...)
+		if bestVariant < 0 || better(b, best) {
+			best, bestVariant = b, vi
+		}
+	}
+	trX, vaX = variants[bestVariant].trX, variants[bestVariant].vaX
 	valReport := evaluate(best.model, vaX, vaY, labels)
 	trainReport := evaluate(best.model, trX, trY, labels)
 
+	kind := bundle.KindLinear
+	switch {
+	case opts.uses(FeaturesEncoder) && opts.uses(FeaturesNgram):
+		kind = bundle.KindHybrid
+	case opts.uses(FeaturesEncoder):
+		kind = bundle.KindEncoder
+	}
 	g := &onnxgraph.LinearSoftmax{
-		NumFeatures: vocab.Size(), NumClasses: len(labels), Weights: best.model.W, Bias: best.model.B,
+		NumFeatures: numFeatures, NumClasses: len(labels), Weights: best.model.W, Bias: best.model.B,
 		ProducerVersion: "triage " + bundle.FormatVersionString(),
-		DocString:       fmt.Sprintf("Triage linear classifier %s %s", opts.Name, opts.Version),
+		DocString:       fmt.Sprintf("Triage %s classifier head %s %s", kind, opts.Name, opts.Version),
 		Metadata:        map[string]string{"name": opts.Name, "version": opts.Version},
 	}
 	onnxBytes, err := g.Marshal()
@@ -191,7 +305,7 @@ func Train(ctx context.Context, opts Options) (*Result, error) {
 	m := bundle.Manifest{
 		Name: opts.Name, Version: opts.Version, CreatedAt: time.Now().UTC().Truncate(time.Second),
 		Labels: labels, Featurizer: opts.Featurizer,
-		Graph: bundle.Graph{Kind: "linear", Opset: onnxgraph.Opset, NumFeatures: vocab.Size(), NumClasses: len(labels),
+		Graph: bundle.Graph{Kind: kind, Opset: onnxgraph.Opset, NumFeatures: numFeatures, NumClasses: len(labels),
 			InputIDs: onnxgraph.InputIDs, InputWeight: onnxgraph.InputWeights, Output: onnxgraph.OutputProbs},
 		HyperParams: map[string]any{"loss": hp.Loss, "learning_rate": hp.LearningRate, "l2": hp.L2, "epochs": hp.Epochs,
 			"optimizer": "adagrad", "max_epochs": opts.MaxEpochs, "patience": opts.Patience},
@@ -200,13 +314,47 @@ func Train(ctx context.Context, opts Options) (*Result, error) {
 			LabelColumn: opts.LabelColumn, Rows: len(ds.Examples), TrainRows: len(train), ValRows: len(val),
 			Seed: opts.Seed, ValFraction: opts.ValFraction, GoVersion: runtime.Version()},
 	}
+	if !opts.uses(FeaturesNgram) {
+		m.Featurizer = featurizer.Config{}
+	}
+	var extra []bundle.CopyFile
+	if e := opts.Encoder; e != nil && opts.uses(FeaturesEncoder) {
+		file, err := encoder.VariantFile(e.Variant)
+		if err != nil {
+			return nil, err
+		}
+		em := e.Manifest
+		m.Encoder = &bundle.EncoderSpec{Source: e.Dir, Variant: cmp.Or(e.Variant, encoder.VariantFP32), Dim: dim,
+			MaxLength: em.MaxLength, Lowercase: em.Lowercase, StripAccents: em.StripAccents,
+			InputIDs: em.InputIDs, InputMask: em.InputMask, Output: em.Output,
+			FeatureOffset: numNgram, Scale: float32(variants[bestVariant].scale)}
+		m.HyperParams["encoder_scale"] = variants[bestVariant].scale
+		extra = []bundle.CopyFile{{Name: bundle.EncoderFile, From: filepath.Join(e.Dir, file)},
+			{Name: bundle.VocabFile, From: filepath.Join(e.Dir, encoder.VocabFile)}}
+	}
 	m.Training.Seconds = time.Since(start).Seconds()
-	if err := bundle.Write(opts.OutDir, &m, vocab, onnxBytes); err != nil {
+	if err := bundle.Write(opts.OutDir, &m, vocab, onnxBytes, extra...); err != nil {
 		return nil, err
 	}
 	log.Info("model written", "dir", opts.OutDir, "val_accuracy", valReport.Accuracy, "val_macro_f1", valReport.MacroF1,
 		"params", m.HyperParams, "seconds", m.Training.Seconds)
 	return &Result{Dir: opts.OutDir, Manifest: m}, nil
+}
+
+func texts(exs []dataset.Example) []string {
+	out := make([]string, len(exs))
+	for i, e := range exs {
+		out[i] = e.Text
+	}
+	return out
+}
+
+func labelIDs(exs []dataset.Example, index map[string]int) []int {
+	out := make([]int, len(exs))
+	for i, e := range exs {
+		out[i] = index[e.Label]
+	}
+	return out
 }
 
 // Featurize transforms examples in parallel; labels map through index.

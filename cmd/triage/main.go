@@ -62,7 +62,11 @@ func (g *globals) logger(w io.Writer) (*slog.Logger, error) {
 	if err := lvl.UnmarshalText([]byte(g.logLevel)); err != nil {
 		return nil, fmt.Errorf("--log-level %q: use debug, info, warn or error", g.logLevel)
 	}
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: lvl})), nil
+	l := slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: lvl}))
+	// Packages without a logger of their own (ONNX Runtime session set-up)
+	// log through the default, so it must be this JSON logger too.
+	slog.SetDefault(l)
+	return l, nil
 }
 
 // parseOptions gives each command the same precedence: flags, then
@@ -124,6 +128,8 @@ func withEnv(root *ffcli.Command, args []string, getenv func(string) string) []s
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	// JSON from the first line; commands with --log-level replace it.
+	slog.SetDefault(slog.New(slog.NewJSONHandler(stderr, nil)))
 	root := &ffcli.Command{
 		Name:       "triage",
 		ShortUsage: "triage <subcommand> [flags]",
@@ -131,6 +137,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			"Every flag can also be set through TRIAGE_<FLAG_NAME> or a YAML file given with --config.",
 		Subcommands: []*ffcli.Command{
 			trainCommand(stdout, stderr),
+			encoderCommand(os.Stdin, stdout, stderr),
 			evalCommand(stdout, stderr),
 			predictCommand(stdout, stderr),
 			devCommand(stdout, stderr),

@@ -19,6 +19,8 @@ type runtimeFlags struct {
 	intraThreads int
 	sessions     int
 	topK         int
+	provider     string
+	encThreads   int
 }
 
 func (r *runtimeFlags) register(fs *flag.FlagSet) {
@@ -26,16 +28,28 @@ func (r *runtimeFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&r.intraThreads, "intra-op-threads", 1, "ONNX Runtime intra-op threads per session (0 = ORT default)")
 	fs.IntVar(&r.sessions, "sessions", 1, "ONNX Runtime sessions in the pool (concurrent batches)")
 	fs.IntVar(&r.topK, "top-k", 5, "scores returned per prediction")
+	r.registerEncoder(fs)
+}
+
+// registerEncoder adds the flags that matter to commands running only the
+// encoder (training).
+func (r *runtimeFlags) registerEncoder(fs *flag.FlagSet) {
+	fs.StringVar(&r.provider, "provider", "cpu", `ONNX Runtime execution provider: "cpu" or "cuda" (falls back to cpu, with a warning, when CUDA is unavailable)`)
+	fs.IntVar(&r.encThreads, "encoder-threads", 0, "ONNX Runtime intra-op threads of a sentence encoder session (0 = one per core)")
 }
 
 func (r *runtimeFlags) options() (inference.ModelOptions, error) {
-	if r.sessions < 1 || r.intraThreads < 0 || r.topK < 1 {
-		return inference.ModelOptions{}, errors.New("--sessions and --top-k must be >= 1, --intra-op-threads >= 0")
+	if r.sessions < 1 || r.intraThreads < 0 || r.topK < 1 || r.encThreads < 0 {
+		return inference.ModelOptions{}, errors.New("--sessions and --top-k must be >= 1, --intra-op-threads and --encoder-threads >= 0")
+	}
+	if r.provider != inference.ProviderCPU && r.provider != inference.ProviderCUDA {
+		return inference.ModelOptions{}, fmt.Errorf("--provider %q: use %q or %q", r.provider, inference.ProviderCPU, inference.ProviderCUDA)
 	}
 	return inference.ModelOptions{
-		ORTLib:  r.ortLib,
-		Session: inference.SessionOptions{IntraOpThreads: r.intraThreads, PoolSize: r.sessions},
-		TopK:    r.topK,
+		ORTLib:         r.ortLib,
+		Session:        inference.SessionOptions{IntraOpThreads: r.intraThreads, PoolSize: r.sessions, Provider: r.provider},
+		TopK:           r.topK,
+		EncoderThreads: r.encThreads,
 	}, nil
 }
 

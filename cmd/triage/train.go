@@ -10,7 +10,9 @@ import (
 
 	"github.com/peterbourgon/ff/v3/ffcli"
 
+	"github.com/triage-ml/triage/encoder"
 	"github.com/triage-ml/triage/featurizer"
+	"github.com/triage-ml/triage/inference"
 	"github.com/triage-ml/triage/trainer"
 )
 
@@ -42,10 +44,17 @@ func trainCommand(stdout, stderr io.Writer) *ffcli.Command {
 	fs.IntVar(&fc.MaxRunes, "max-runes", fc.MaxRunes, "featurisation window: longer texts are truncated and flagged")
 	fs.Float64Var(&fc.WordShare, "word-share", fc.WordShare, "share of the vector norm given to word n-grams")
 	fs.StringVar(&fc.Stem, "stem", fc.Stem, `stem word n-grams: "english" or "" (none)`)
+	var rt runtimeFlags
+	fs.StringVar(&rt.ortLib, "ort-lib", "", "path to libonnxruntime.so, for --encoder (default: $ONNXRUNTIME_LIB, then .cache/onnxruntime)")
+	rt.registerEncoder(fs)
+	encDir := fs.String("encoder", "", "converted sentence encoder folder (`make encoder`); its embedding becomes head features")
+	encVariant := fs.String("encoder-variant", "fp32", `encoder file to train with and ship: "fp32" or "int8"`)
+	features := fs.String("features", "", `head inputs, comma-separated: "ngram", "encoder" (default: ngram, plus encoder when --encoder is set)`)
+	scales := fs.String("encoder-scales", "1,3", "embedding multipliers to search, comma-separated")
 	return &ffcli.Command{
 		Name:       "train",
 		ShortUsage: "triage train --data FILE --text-column NAME --label-column NAME --out DIR [--seed N]",
-		ShortHelp:  "train a linear classifier and write a model bundle",
+		ShortHelp:  "train a classifier head (n-grams, sentence encoder, or both) and write a model bundle",
 		FlagSet:    fs,
 		Options:    parseOptions(),
 		Exec: func(ctx context.Context, args []string) error {
@@ -64,6 +73,27 @@ func trainCommand(stdout, stderr io.Writer) *ffcli.Command {
 			}
 			if opts.L2s, err = parseFloats("--l2", *l2s); err != nil {
 				return err
+			}
+			opts.Features = splitList(*features)
+			if opts.EncoderScales, err = parseFloats("--encoder-scales", *scales); err != nil {
+				return err
+			}
+			if *encDir != "" {
+				rt.sessions, rt.topK = 1, 1
+				mo, err := rt.options()
+				if err != nil {
+					return err
+				}
+				man, err := encoder.ReadManifest(*encDir)
+				if err != nil {
+					return err
+				}
+				enc, err := inference.OpenEncoderDir(*encDir, *encVariant, mo)
+				if err != nil {
+					return err
+				}
+				defer enc.Close()
+				opts.Encoder = &trainer.EncoderSource{Embedder: enc, Dir: *encDir, Variant: *encVariant, Manifest: man}
 			}
 			res, err := trainer.Train(ctx, opts)
 			if err != nil {

