@@ -18,6 +18,18 @@ import (
 // parity test exercises a real trained graph, not hand-made weights.
 func trainedBundle(t testing.TB) string {
 	t.Helper()
+	data := ticketsCSV(t)
+	out := filepath.Join(filepath.Dir(data), "support")
+	if _, err := trainer.Train(context.Background(), trainer.Options{DataPath: data, OutDir: out, Seed: 1,
+		LearningRates: []float64{0.2}, L2s: []float64{0}, MaxEpochs: 6}); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// ticketsCSV writes 400 generated support tickets of 4 labels.
+func ticketsCSV(t testing.TB) string {
+	t.Helper()
 	words := map[string][]string{
 		"card_arrival":  {"card", "arrive", "delivery", "waiting", "post", "weeks"},
 		"refund":        {"refund", "money", "back", "returned", "merchant", "pending"},
@@ -46,12 +58,7 @@ func trainedBundle(t testing.TB) string {
 	if err := os.WriteFile(data, []byte(b.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out := filepath.Join(dir, "support")
-	if _, err := trainer.Train(context.Background(), trainer.Options{DataPath: data, OutDir: out, Seed: 1,
-		LearningRates: []float64{0.2}, L2s: []float64{0}, MaxEpochs: 6}); err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return data
 }
 
 func TestORTMatchesPureGoReference(t *testing.T) {

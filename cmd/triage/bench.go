@@ -21,9 +21,9 @@ import (
 func benchCommand(stdout, stderr io.Writer) *ffcli.Command {
 	return &ffcli.Command{
 		Name:        "bench",
-		ShortUsage:  "triage bench <predict|stream> [flags]",
+		ShortUsage:  "triage bench <predict|stream|encoder> [flags]",
 		ShortHelp:   "benchmarks that compare against a baseline measured in the same run",
-		Subcommands: []*ffcli.Command{benchPredictCommand(stdout, stderr), benchStreamCommand(stdout, stderr)},
+		Subcommands: []*ffcli.Command{benchPredictCommand(stdout, stderr), benchStreamCommand(stdout, stderr), benchEncoderCommand(stdout, stderr)},
 		Exec:        func(context.Context, []string) error { return flag.ErrHelp },
 	}
 }

@@ -21,7 +21,9 @@ import (
 
 	"github.com/triage-ml/triage/bundle"
 	"github.com/triage-ml/triage/consumer"
+	"github.com/triage-ml/triage/encoder"
 	"github.com/triage-ml/triage/gateway"
+	"github.com/triage-ml/triage/inference"
 	"github.com/triage-ml/triage/internal/broker"
 	"github.com/triage-ml/triage/internal/lifecycle"
 	"github.com/triage-ml/triage/schemas"
@@ -55,6 +57,8 @@ func devCommand(stdout, stderr io.Writer) *ffcli.Command {
 	var gf gatewayFlags
 	gf.register(fset)
 	metricsAddr := fset.String("metrics-addr", "127.0.0.1:9464", `Prometheus /metrics listener ("" disables)`)
+	encDir := fset.String("encoder", "", "sentence encoder folder (`make encoder`): serve hybrid default models (n-grams + encoder), kept under DATA_DIR/models-hybrid")
+	encVariant := fset.String("encoder-variant", "fp32", `encoder variant of the hybrid default models: "fp32" or "int8"`)
 	return &ffcli.Command{
 		Name:       "dev",
 		ShortUsage: "triage dev [--data-dir DIR] [--kafka-addr 127.0.0.1:9092]",
@@ -71,9 +75,14 @@ func devCommand(stdout, stderr io.Writer) *ffcli.Command {
 				return err
 			}
 			modelsDir := filepath.Join(*dataDir, "models")
+			if *encDir != "" {
+				// A separate folder, so switching between linear and hybrid
+				// never retrains or overwrites the other set.
+				modelsDir = filepath.Join(*dataDir, "models-hybrid")
+			}
 			routes := cf.routeMap(modelsDir)
 			if !cf.routes.set {
-				if err := ensureDefaultModels(ctx, modelsDir, *datasets, log); err != nil {
+				if err := ensureDefaultModels(ctx, modelsDir, *datasets, *encDir, *encVariant, opts, log); err != nil {
 					return err
 				}
 			}
@@ -163,8 +172,15 @@ func announceWhenReady(ctx context.Context, m *lifecycle.Manager, stdout io.Writ
 	}
 }
 
-// ensureDefaultModels trains the default models that have no bundle yet.
-func ensureDefaultModels(ctx context.Context, modelsDir, datasets string, log *slog.Logger) error {
+// ensureDefaultModels trains the default models that have no bundle yet:
+// linear, or hybrid (n-grams + sentence encoder) when encDir is set.
+func ensureDefaultModels(ctx context.Context, modelsDir, datasets, encDir, encVariant string, opts inference.ModelOptions, log *slog.Logger) error {
+	var src *trainer.EncoderSource
+	defer func() {
+		if src != nil {
+			src.Embedder.(*inference.Encoder).Close()
+		}
+	}()
 	for _, dm := range defaultModels {
 		out := filepath.Join(modelsDir, dm.name)
 		if _, err := bundle.Load(out); err == nil {
@@ -176,9 +192,20 @@ func ensureDefaultModels(ctx context.Context, modelsDir, datasets string, log *s
 		if _, err := os.Stat(data); err != nil {
 			return fmt.Errorf("model %s has no bundle at %s and its training data %s is missing: set TRIAGE_DATA_DIR or --datasets", dm.name, out, data)
 		}
-		log.Info("training default model (first start)", "model", dm.name, "data", data)
+		if encDir != "" && src == nil {
+			man, err := encoder.ReadManifest(encDir)
+			if err != nil {
+				return err
+			}
+			enc, err := inference.OpenEncoderDir(encDir, encVariant, opts)
+			if err != nil {
+				return err
+			}
+			src = &trainer.EncoderSource{Embedder: enc, Dir: encDir, Variant: encVariant, Manifest: man}
+		}
+		log.Info("training default model (first start)", "model", dm.name, "data", data, "hybrid", src != nil)
 		if _, err := trainer.Train(ctx, trainer.Options{DataPath: data, TextColumn: dm.textCol, LabelColumn: dm.labelCol,
-			OutDir: out, Name: dm.name, Seed: 42, Logger: log}); err != nil {
+			OutDir: out, Name: dm.name, Seed: 42, Logger: log, Encoder: src}); err != nil {
 			return fmt.Errorf("train default model %s: %w", dm.name, err)
 		}
 	}
