@@ -386,3 +386,26 @@ func TestNewSessionPoolErrors(t *testing.T) {
 		t.Fatalf("RunLinear with swapped inputs: %v", err)
 	}
 }
+
+// TestCUDAFallsBackToCPU: asking for CUDA where the ONNX Runtime build or
+// the machine has none must still give working sessions, on the CPU. (The
+// npm onnxruntime-node library CI uses ships no CUDA provider.)
+func TestCUDAFallsBackToCPU(t *testing.T) {
+	const features, classes = 20, 3
+	m, path := testModel(t, 3, features, classes)
+	p := newPool(t, path, SessionOptions{Provider: ProviderCUDA})
+	if p.Provider() != ProviderCPU {
+		t.Skipf("this machine has a working CUDA provider (%s); the fallback path is not reachable here", p.Provider())
+	}
+	ids, w := randomInputs(5, features, 4, 6)
+	got, err := p.RunLinear(context.Background(), ids, w, 4, 6)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := compare(m, ids, w, 4, 6, got); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewSessionPool(path, linearNames.in, linearNames.out, SessionOptions{Provider: "tpu"}); err == nil {
+		t.Error("unknown provider accepted")
+	}
+}

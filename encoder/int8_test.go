@@ -1,0 +1,70 @@
+package encoder_test
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/triage-ml/triage/encoder"
+	"github.com/triage-ml/triage/inference"
+)
+
+// TestInt8Variant checks the quantised encoder scripts/build-encoder.sh
+// makes (make test runs it first): its checksum is recorded, it loads, and
+// its embeddings stay close to fp32's on the golden texts.
+func TestInt8Variant(t *testing.T) {
+	dir := os.Getenv("TRIAGE_ENCODER_DIR")
+	if dir == "" {
+		dir = filepath.Join(repoRoot(t), ".cache", "encoders", "all-MiniLM-L6-v2")
+	}
+	m, err := encoder.ReadManifest(dir)
+	if err != nil {
+		t.Fatalf("%v (run scripts/build-encoder.sh; make test does)", err)
+	}
+	sum, err := encoder.FileSHA256(filepath.Join(dir, encoder.Int8File))
+	if err != nil {
+		t.Fatalf("%v (run scripts/build-encoder.sh; make test does)", err)
+	}
+	if m.Files[encoder.Int8File] != sum {
+		t.Fatalf("%s checksum %s, manifest says %q", encoder.Int8File, sum, m.Files[encoder.Int8File])
+	}
+	raw, err := os.ReadFile(filepath.Join("testdata", "minilm-golden.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var g golden
+	if err := json.Unmarshal(raw, &g); err != nil {
+		t.Fatal(err)
+	}
+	texts := make([]string, len(g.Items))
+	for i, it := range g.Items {
+		texts[i] = it.Text
+	}
+	embed := func(variant string) []float32 {
+		enc, err := inference.OpenEncoderDir(dir, variant, inference.ModelOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer enc.Close()
+		e, err := enc.EmbedTexts(context.Background(), texts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	fp32, int8 := embed(encoder.VariantFP32), embed(encoder.VariantInt8)
+	D := m.HiddenSize
+	var sum64, minCos float64 = 0, 2
+	for i := range texts {
+		c := cosine(fp32[i*D:(i+1)*D], int8[i*D:(i+1)*D])
+		sum64 += c
+		minCos = min(minCos, c)
+	}
+	mean := sum64 / float64(len(texts))
+	t.Logf("int8 vs fp32 on %d golden texts: mean cosine %.4f, min %.4f", len(texts), mean, minCos)
+	if mean < 0.98 || minCos < 0.9 {
+		t.Errorf("int8 embeddings drift from fp32: mean cosine %.4f (want >= 0.98), min %.4f (want >= 0.9)", mean, minCos)
+	}
+}
