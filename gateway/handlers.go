@@ -92,6 +92,7 @@ type ModelList struct {
 type ModelInfo struct {
 	Name      string       `json:"name" doc:"serving name (the model field of /v1/predict)"`
 	Version   string       `json:"version"`
+	Kind      string       `json:"kind" doc:"linear (n-grams), encoder (sentence encoder) or hybrid (both)"`
 	Labels    []string     `json:"labels"`
 	CreatedAt time.Time    `json:"created_at"`
 	Metrics   ModelMetrics `json:"metrics" doc:"measured on the held-out validation split"`
@@ -136,7 +137,7 @@ type ModelParams struct {
 }
 
 func modelInfo(name string, m bundle.Manifest, perClass bool) ModelInfo {
-	info := ModelInfo{Name: name, Version: m.Version, Labels: m.Labels, CreatedAt: m.CreatedAt,
+	info := ModelInfo{Name: name, Version: m.Version, Kind: m.Graph.Kind, Labels: m.Labels, CreatedAt: m.CreatedAt,
 		Metrics: ModelMetrics{Validation: validation(m.Metrics.Validation, perClass), TrainAccuracy: m.Metrics.TrainAcc},
 		Training: TrainingInfo{DataFile: filepath.Base(m.Training.DataPath), DataSHA256: m.Training.DataSHA256,
 			TextColumn: m.Training.TextColumn, LabelColumn: m.Training.LabelColumn, Rows: m.Training.Rows,

@@ -44,6 +44,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/triage-ml/triage/inference"
+	"github.com/triage-ml/triage/trainer"
 )
 
 // FeedbackRecord is one human label, as handed to Config.Feedback.
@@ -124,6 +125,9 @@ type Config struct {
 	// TrainWorkers is the trainer's parallelism (default GOMAXPROCS/2).
 	TrainQueue   int
 	TrainWorkers int
+	// TrainEncoder, when set, makes training jobs train hybrid heads
+	// (n-grams + this sentence encoder), like the models being served.
+	TrainEncoder *trainer.EncoderSource
 
 	// Registerer receives the gateway's metrics; Gatherer serves /metrics.
 	// Default: a fresh registry. A *prometheus.Registry serves as both.

@@ -317,7 +317,7 @@ func (s *Server) newJob(id string, req TrainRequest, upload bool) (*job, *apiErr
 	j.opts = trainer.Options{
 		DataPath: j.opts.DataPath, TextColumn: req.TextColumn, LabelColumn: req.LabelColumn,
 		OutDir: filepath.Join(s.cfg.ModelsDir, req.Name+"-"+version), Name: req.Name, Version: version,
-		Seed: seed, MaxEpochs: req.MaxEpochs, Workers: s.cfg.TrainWorkers,
+		Seed: seed, MaxEpochs: req.MaxEpochs, Workers: s.cfg.TrainWorkers, Encoder: s.cfg.TrainEncoder,
 	}
 	j.status = TrainJob{ID: id, Name: req.Name, Status: JobQueued, Source: req.DataPath, Activate: req.Activate,
 		CreatedAt: time.Now().UTC(), Version: version}
@@ -414,6 +414,9 @@ func (s *Server) runJob(j *job) {
 	grid := j.opts
 	_ = grid.Validate() // fills the default grid, to count trials for progress
 	trials := max(1, len(grid.Losses)*len(grid.LearningRates)*len(grid.L2s))
+	if grid.Encoder != nil {
+		trials *= max(1, len(grid.EncoderScales))
+	}
 	opts := j.opts
 	opts.Logger = slog.New(&progressHandler{next: log.Handler(), job: j, trials: trials, done: new(atomic.Int64)})
 	res, err := trainer.Train(s.ctx, opts)

@@ -21,9 +21,7 @@ import (
 
 	"github.com/triage-ml/triage/bundle"
 	"github.com/triage-ml/triage/consumer"
-	"github.com/triage-ml/triage/encoder"
 	"github.com/triage-ml/triage/gateway"
-	"github.com/triage-ml/triage/inference"
 	"github.com/triage-ml/triage/internal/broker"
 	"github.com/triage-ml/triage/internal/lifecycle"
 	"github.com/triage-ml/triage/schemas"
@@ -81,8 +79,17 @@ func devCommand(stdout, stderr io.Writer) *ffcli.Command {
 				modelsDir = filepath.Join(*dataDir, "models-hybrid")
 			}
 			routes := cf.routeMap(modelsDir)
+			var trainEnc *trainer.EncoderSource
+			if *encDir != "" {
+				src, closeEnc, err := openTrainEncoder(*encDir, *encVariant, opts)
+				if err != nil {
+					return err
+				}
+				defer closeEnc()
+				trainEnc = src
+			}
 			if !cf.routes.set {
-				if err := ensureDefaultModels(ctx, modelsDir, *datasets, *encDir, *encVariant, opts, log); err != nil {
+				if err := ensureDefaultModels(ctx, modelsDir, *datasets, trainEnc, log); err != nil {
 					return err
 				}
 			}
@@ -123,6 +130,7 @@ func devCommand(stdout, stderr io.Writer) *ffcli.Command {
 			}
 			defer closeFB()
 			gcfg, err := gf.config(gwModels, opts, log, reg, fb, c.Ready)
+			gcfg.TrainEncoder = trainEnc
 			if err != nil {
 				return err
 			}
@@ -174,13 +182,7 @@ func announceWhenReady(ctx context.Context, m *lifecycle.Manager, stdout io.Writ
 
 // ensureDefaultModels trains the default models that have no bundle yet:
 // linear, or hybrid (n-grams + sentence encoder) when encDir is set.
-func ensureDefaultModels(ctx context.Context, modelsDir, datasets, encDir, encVariant string, opts inference.ModelOptions, log *slog.Logger) error {
-	var src *trainer.EncoderSource
-	defer func() {
-		if src != nil {
-			src.Embedder.(*inference.Encoder).Close()
-		}
-	}()
+func ensureDefaultModels(ctx context.Context, modelsDir, datasets string, src *trainer.EncoderSource, log *slog.Logger) error {
 	for _, dm := range defaultModels {
 		out := filepath.Join(modelsDir, dm.name)
 		if _, err := bundle.Load(out); err == nil {
@@ -191,17 +193,6 @@ func ensureDefaultModels(ctx context.Context, modelsDir, datasets, encDir, encVa
 		data := filepath.Join(datasets, dm.file)
 		if _, err := os.Stat(data); err != nil {
 			return fmt.Errorf("model %s has no bundle at %s and its training data %s is missing: set TRIAGE_DATA_DIR or --datasets", dm.name, out, data)
-		}
-		if encDir != "" && src == nil {
-			man, err := encoder.ReadManifest(encDir)
-			if err != nil {
-				return err
-			}
-			enc, err := inference.OpenEncoderDir(encDir, encVariant, opts)
-			if err != nil {
-				return err
-			}
-			src = &trainer.EncoderSource{Embedder: enc, Dir: encDir, Variant: encVariant, Manifest: man}
 		}
 		log.Info("training default model (first start)", "model", dm.name, "data", data, "hybrid", src != nil)
 		if _, err := trainer.Train(ctx, trainer.Options{DataPath: data, TextColumn: dm.textCol, LabelColumn: dm.labelCol,

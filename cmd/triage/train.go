@@ -84,16 +84,12 @@ func trainCommand(stdout, stderr io.Writer) *ffcli.Command {
 				if err != nil {
 					return err
 				}
-				man, err := encoder.ReadManifest(*encDir)
+				src, closeEnc, err := openTrainEncoder(*encDir, *encVariant, mo)
 				if err != nil {
 					return err
 				}
-				enc, err := inference.OpenEncoderDir(*encDir, *encVariant, mo)
-				if err != nil {
-					return err
-				}
-				defer enc.Close()
-				opts.Encoder = &trainer.EncoderSource{Embedder: enc, Dir: *encDir, Variant: *encVariant, Manifest: man}
+				defer closeEnc()
+				opts.Encoder = src
 			}
 			res, err := trainer.Train(ctx, opts)
 			if err != nil {
@@ -107,6 +103,19 @@ func trainCommand(stdout, stderr io.Writer) *ffcli.Command {
 			})
 		},
 	}
+}
+
+// openTrainEncoder opens the encoder in dir for training heads on it.
+func openTrainEncoder(dir, variant string, opts inference.ModelOptions) (*trainer.EncoderSource, func(), error) {
+	man, err := encoder.ReadManifest(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	enc, err := inference.OpenEncoderDir(dir, variant, opts)
+	if err != nil {
+		return nil, nil, err
+	}
+	return &trainer.EncoderSource{Embedder: enc, Dir: dir, Variant: variant, Manifest: man}, func() { enc.Close() }, nil
 }
 
 func parseFloats(flagName, s string) ([]float64, error) {
