@@ -42,6 +42,7 @@ func TestInt8Variant(t *testing.T) {
 	for i, it := range g.Items {
 		texts[i] = it.Text
 	}
+	D := m.HiddenSize
 	embed := func(variant string) []float32 {
 		enc, err := inference.OpenEncoderDir(dir, variant, inference.ModelOptions{})
 		if err != nil {
@@ -52,10 +53,25 @@ func TestInt8Variant(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		if variant == encoder.VariantInt8 {
+			// Dynamic quantisation scales activations per tensor, so the
+			// encoder runs int8 texts one at a time: a text's embedding may
+			// not depend on the batch it arrives in.
+			for _, i := range []int{0, 17, 101} {
+				one, err := enc.EmbedTexts(context.Background(), texts[i:i+1])
+				if err != nil {
+					t.Fatal(err)
+				}
+				for j := range one {
+					if one[j] != e[i*D+j] {
+						t.Fatalf("int8 text %d: embedding alone differs from in a batch (dim %d: %v vs %v)", i, j, one[j], e[i*D+j])
+					}
+				}
+			}
+		}
 		return e
 	}
 	fp32, int8 := embed(encoder.VariantFP32), embed(encoder.VariantInt8)
-	D := m.HiddenSize
 	var sum64, minCos float64 = 0, 2
 	for i := range texts {
 		c := cosine(fp32[i*D:(i+1)*D], int8[i*D:(i+1)*D])

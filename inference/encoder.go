@@ -25,6 +25,11 @@ type EncoderConfig struct {
 	InputIDs     string
 	InputMask    string
 	Output       string
+	// OneTextPerRun runs each text alone. Dynamically quantised (int8)
+	// graphs need it: they quantise activations with one scale per tensor,
+	// so a text's embedding would depend on which texts share its batch
+	// (measured: up to a point of validation accuracy between batchings).
+	OneTextPerRun bool
 }
 
 // Chunking limits for one ONNX Runtime call: at most maxChunkTexts texts
@@ -59,7 +64,9 @@ func OpenEncoderDir(dir, variant string, opts ModelOptions) (*Encoder, error) {
 	if err != nil {
 		return nil, err
 	}
-	return OpenEncoder(EncoderConfigFromManifest(dir, file, m), opts)
+	cfg := EncoderConfigFromManifest(dir, file, m)
+	cfg.OneTextPerRun = variant == encoder.VariantInt8
+	return OpenEncoder(cfg, opts)
 }
 
 // EncoderConfigFromManifest describes the encoder file in dir.
@@ -157,7 +164,11 @@ func (e *Encoder) Embed(ctx context.Context, tokens [][]int64) ([]float32, error
 		lengths[i] = len(tokens[j])
 	}
 	var ids, mask []int64
-	for _, c := range planChunks(lengths, chunkOverheadTokens, maxChunkTexts, maxChunkTokens) {
+	maxTexts := maxChunkTexts
+	if e.cfg.OneTextPerRun {
+		maxTexts = 1
+	}
+	for _, c := range planChunks(lengths, chunkOverheadTokens, maxTexts, maxChunkTokens) {
 		L := lengths[c[1]-1]
 		B := c[1] - c[0]
 		ids = slices.Grow(ids[:0], B*L)[:B*L]

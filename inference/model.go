@@ -8,6 +8,7 @@ import (
 	"slices"
 
 	"github.com/triage-ml/triage/bundle"
+	"github.com/triage-ml/triage/encoder"
 	"github.com/triage-ml/triage/featurizer"
 )
 
@@ -75,6 +76,7 @@ func Open(dir string, opts ModelOptions) (*Model, error) {
 			ModelPath: b.Path(bundle.EncoderFile), VocabPath: b.Path(bundle.VocabFile),
 			Lowercase: es.Lowercase, StripAccents: es.StripAccents, MaxLength: es.MaxLength, Dim: es.Dim,
 			InputIDs: es.InputIDs, InputMask: es.InputMask, Output: es.Output,
+			OneTextPerRun: es.Variant == encoder.VariantInt8,
 		}, opts)
 		if err != nil {
 			return nil, fmt.Errorf("load model %q: %w", dir, err)
