@@ -46,6 +46,20 @@ type golden struct {
 	} `json:"items"`
 }
 
+// loadGolden reads the sentence-transformers reference embeddings.
+func loadGolden(t *testing.T) golden {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join("testdata", "minilm-golden.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var g golden
+	if err := json.Unmarshal(raw, &g); err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
 func cosine(a, b []float32) float64 {
 	var dot, na, nb float64
 	for i := range a {
@@ -61,14 +75,7 @@ func cosine(a, b []float32) float64 {
 // compares with sentence-transformers' own embeddings (PyTorch, computed
 // once by scripts/parity/st_golden.py and committed).
 func TestGoldenEmbeddings(t *testing.T) {
-	raw, err := os.ReadFile(filepath.Join("testdata", "minilm-golden.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var g golden
-	if err := json.Unmarshal(raw, &g); err != nil {
-		t.Fatal(err)
-	}
+	g := loadGolden(t)
 	if len(g.Items) < 100 {
 		t.Fatalf("golden file has %d items, want at least 100", len(g.Items))
 	}

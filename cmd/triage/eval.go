@@ -41,6 +41,9 @@ func evalCommand(stdout, stderr io.Writer) *ffcli.Command {
 			if *batch < 1 {
 				return errors.New("eval: --batch must be >= 1")
 			}
+			if *split != "all" && *split != "validation" {
+				return fmt.Errorf("eval: --split %q: use all or validation", *split)
+			}
 			opts, err := rt.options()
 			if err != nil {
 				return err

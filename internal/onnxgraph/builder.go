@@ -206,7 +206,13 @@ func (g *Builder) Marshal(m Model) ([]byte, error) {
 		return nil, fmt.Errorf("onnxgraph: %s: graph of %d bytes exceeds the 2 GiB protobuf limit", g.name, len(graph))
 	}
 
-	b := make([]byte, 0, len(graph)+1024)
+	return m.wrap(graph), nil
+}
+
+// wrap puts a serialised GraphProto into a ModelProto: IR version, producer,
+// opset import and metadata (sorted by key, so output is deterministic).
+func (m Model) wrap(graph []byte) []byte {
+	b := make([]byte, 0, len(graph)+len(m.DocString)+1024)
 	b = appendVarintField(b, modelIRVersion, irVersion)
 	b = appendStringField(b, modelProducerName, producerName)
 	if m.ProducerVersion != "" {
@@ -217,7 +223,7 @@ func (g *Builder) Marshal(m Model) ([]byte, error) {
 	}
 	b = appendBytesField(b, modelGraph, graph)
 	var opset []byte
-	opset = appendStringField(opset, opsetDomain, defaultDomainOp)
+	opset = appendStringField(opset, opsetDomain, "") // "" is the default ai.onnx domain
 	opset = appendVarintField(opset, opsetVersion, Opset)
 	b = appendBytesField(b, modelOpsetImport, opset)
 	keys := make([]string, 0, len(m.Metadata))
@@ -231,5 +237,5 @@ func (g *Builder) Marshal(m Model) ([]byte, error) {
 		e = appendStringField(e, entryValue, m.Metadata[k])
 		b = appendBytesField(b, modelMetadataProps, e)
 	}
-	return b, nil
+	return b
 }

@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
-	"sort"
 
 	"google.golang.org/protobuf/encoding/protowire"
 )
@@ -115,33 +114,7 @@ func (m *LinearSoftmax) Marshal() ([]byte, error) {
 
 	graph := m.appendGraph(make([]byte, 0, 4*len(m.Weights)+4096))
 
-	b := make([]byte, 0, len(graph)+len(m.DocString)+1024)
-	b = appendVarintField(b, modelIRVersion, irVersion)
-	b = appendStringField(b, modelProducerName, producerName)
-	if m.ProducerVersion != "" {
-		b = appendStringField(b, modelProducerVersion, m.ProducerVersion)
-	}
-	if m.DocString != "" {
-		b = appendStringField(b, modelDocString, m.DocString)
-	}
-	b = appendBytesField(b, modelGraph, graph)
-
-	var opset []byte
-	opset = appendStringField(opset, opsetDomain, "") // "" is the default ai.onnx domain
-	opset = appendVarintField(opset, opsetVersion, Opset)
-	b = appendBytesField(b, modelOpsetImport, opset)
-
-	keys := make([]string, 0, len(m.Metadata))
-	for k := range m.Metadata {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		var e []byte
-		e = appendStringField(e, entryKey, k)
-		e = appendStringField(e, entryValue, m.Metadata[k])
-		b = appendBytesField(b, modelMetadataProps, e)
-	}
+	b := Model{ProducerVersion: m.ProducerVersion, DocString: m.DocString, Metadata: m.Metadata}.wrap(graph)
 	if len(b) > maxModelBytes {
 		return nil, fmt.Errorf("onnxgraph: marshal: model is %d bytes, over the 2 GiB protobuf limit", len(b))
 	}
