@@ -16,7 +16,10 @@ import (
 func TestInt8Variant(t *testing.T) {
 	dir := os.Getenv("TRIAGE_ENCODER_DIR")
 	if dir == "" {
-		dir = filepath.Join(repoRoot(t), ".cache", "encoders", "all-MiniLM-L6-v2")
+		dir = filepath.Join(".cache", "encoders", "all-MiniLM-L6-v2")
+	}
+	if !filepath.IsAbs(dir) { // relative to the repository, not this package
+		dir = filepath.Join(repoRoot(t), dir)
 	}
 	m, err := encoder.ReadManifest(dir)
 	if err != nil {

@@ -4,14 +4,14 @@
 # converted to ONNX by `triage encoder convert` (Go, no PyTorch), plus the
 # int8 variant from ONNX Runtime's dynamic quantiser (PyPI onnxruntime, a
 # build-time tool only). Output: .cache/encoders/all-MiniLM-L6-v2 (or
-# $TRIAGE_ENCODER_OUT), printed as the last stdout line. Cached: a second
+# $TRIAGE_ENCODER_OUT), printed as an absolute path on the last stdout line. Cached: a second
 # run with the same checkpoint does nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 log() { printf 'build-encoder: %s\n' "$*" >&2; }
 
-out="${TRIAGE_ENCODER_OUT:-.cache/encoders/all-MiniLM-L6-v2}"
+out="$(realpath -m "${TRIAGE_ENCODER_OUT:-.cache/encoders/all-MiniLM-L6-v2}")" # absolute: callers run elsewhere
 checkpoint="$(bash scripts/fetch-minilm.sh | tail -n1)"
 want_sha="$(sha256sum "${checkpoint}/model.safetensors" | awk '{print $1}')"
 
