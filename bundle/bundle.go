@@ -154,6 +154,9 @@ func Write(dir string, m *Manifest, vocab *featurizer.Vocab, onnx []byte, extra 
 			return fmt.Errorf("write bundle %q: %w", dir, err)
 		}
 		m.Files[f.Name] = sum(data)
+		if f.SHA256 != "" && f.SHA256 != m.Files[f.Name] {
+			return fmt.Errorf("write bundle %q: %s changed since training used it (checksum mismatch); retrain", dir, f.From)
+		}
 		contents[f.Name] = data
 	}
 	manifest, err := json.MarshalIndent(m, "", "  ")
@@ -200,8 +203,10 @@ func Write(dir string, m *Manifest, vocab *featurizer.Vocab, onnx []byte, extra 
 	return nil
 }
 
-// CopyFile is a file copied into a bundle under Name.
-type CopyFile struct{ Name, From string }
+// CopyFile is a file copied into a bundle under Name. A non-empty SHA256
+// must match what is copied, so a source changed since it was used for
+// training is refused instead of shipped.
+type CopyFile struct{ Name, From, SHA256 string }
 
 // Bundle is a loaded, verified bundle.
 type Bundle struct {
@@ -209,6 +214,34 @@ type Bundle struct {
 	Manifest   Manifest
 	Featurizer *featurizer.Featurizer // nil for KindEncoder
 	ModelPath  string
+}
+
+// checkEncoder verifies the encoder section agrees with the kind and the
+// head, so a hand-edited model.json cannot make serving run an unchecked
+// encoder or feed the head the wrong features.
+func (m Manifest) checkEncoder() error {
+	e := m.Encoder
+	if m.Graph.Kind == KindLinear {
+		if e != nil {
+			return errors.New("a linear bundle has an encoder section")
+		}
+		return nil
+	}
+	switch {
+	case e == nil:
+		return fmt.Errorf("%s bundle has no encoder section", m.Graph.Kind)
+	case e.Dim <= 0 || e.FeatureOffset <= 0 || e.FeatureOffset+e.Dim != m.Graph.NumFeatures:
+		return fmt.Errorf("encoder section: dim %d at feature offset %d does not fit a head of %d features", e.Dim, e.FeatureOffset, m.Graph.NumFeatures)
+	case m.Graph.Kind == KindEncoder && e.FeatureOffset != 1:
+		return fmt.Errorf("encoder-only bundle with feature offset %d, want 1", e.FeatureOffset)
+	case e.Variant != "fp32" && e.Variant != "int8":
+		return fmt.Errorf("encoder section: variant %q, want fp32 or int8", e.Variant)
+	case !(e.Scale > 0) || math.IsInf(float64(e.Scale), 0):
+		return fmt.Errorf("encoder section: scale %v, want a finite number > 0", e.Scale)
+	case e.MaxLength < 2 || e.InputIDs == "" || e.InputMask == "" || e.Output == "":
+		return errors.New("encoder section: max_length (>= 2) and the graph's input and output names are required")
+	}
+	return nil
 }
 
 // UsesNgrams reports whether the head reads n-gram features.
@@ -244,9 +277,8 @@ func Load(dir string) (*Bundle, error) {
 	default:
 		return nil, fmt.Errorf("load model %q: unknown graph kind %q", dir, m.Graph.Kind)
 	}
-	if m.Graph.Kind != KindLinear && (m.Encoder == nil || m.Encoder.Dim <= 0 || m.Encoder.FeatureOffset <= 0 ||
-		m.Encoder.FeatureOffset+m.Encoder.Dim != m.Graph.NumFeatures) {
-		return nil, fmt.Errorf("load model %q: %s bundle has a missing or inconsistent encoder section", dir, m.Graph.Kind)
+	if err := m.checkEncoder(); err != nil {
+		return nil, fmt.Errorf("load model %q: %w", dir, err)
 	}
 	if len(m.Labels) != m.Graph.NumClasses || len(m.Labels) < 2 {
 		return nil, fmt.Errorf("load model %q: %d labels but graph has %d classes", dir, len(m.Labels), m.Graph.NumClasses)

@@ -1,6 +1,7 @@
 package encoder
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/triage-ml/triage/internal/onnxgraph"
+	"github.com/triage-ml/triage/tokenizer"
 )
 
 // Files of a converted encoder directory.
@@ -89,14 +91,23 @@ func Convert(src, dst string, o ConvertOptions) (*Manifest, error) {
 	if o.Normalize != nil {
 		normalize = *o.Normalize
 	}
-	lower, strip, err := tokenizerCase(src)
+	// The tokenizer as Triage will run it: tokenizer.json when present (its
+	// normaliser decides casing), else vocab.txt + tokenizer_config.json.
+	tok, err := tokenizer.LoadDir(src)
 	if err != nil {
 		return nil, fmt.Errorf("convert %q: %w", src, err)
 	}
+	if tok.Size() > cfg.VocabSize {
+		return nil, fmt.Errorf("convert %q: the tokenizer has %d tokens but the model's vocab_size is %d: ids past it would fail at run time",
+			src, tok.Size(), cfg.VocabSize)
+	}
 	weightsPath := filepath.Join(src, "model.safetensors")
 	tensors, err := ReadSafetensors(weightsPath)
-	if err != nil {
+	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("convert %q: %w (Triage reads safetensors weights; convert pytorch_model.bin first)", src, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("convert %q: %w", src, err)
 	}
 	g, err := BuildBert(tensors, cfg, GraphOptions{Pooling: o.Pooling, Normalize: normalize})
 	if err != nil {
@@ -115,7 +126,7 @@ func Convert(src, dst string, o ConvertOptions) (*Manifest, error) {
 		CreatedAt:  time.Now().UTC().Truncate(time.Second),
 		HiddenSize: cfg.HiddenSize, Layers: cfg.NumHiddenLayers, Heads: cfg.NumAttentionHeads, VocabSize: cfg.VocabSize,
 		MaxLength: o.MaxLength, Pooling: cmpOr(o.Pooling, PoolingMean), Normalize: normalize,
-		Lowercase: lower, StripAccents: strip,
+		Lowercase: tok.Options().Lowercase, StripAccents: tok.Options().StripAccents,
 		InputIDs: InputIDs, InputMask: InputMask, Output: OutputEmbed, GoVersion: runtime.Version(),
 		Files: map[string]string{},
 	}
@@ -136,29 +147,41 @@ func Convert(src, dst string, o ConvertOptions) (*Manifest, error) {
 		return nil, fmt.Errorf("convert: %w", err)
 	}
 	m.Files[ModelFile] = sha(onnx)
-	copied := 0
-	for _, name := range []string{VocabFile, TokenizerCfg} {
-		sum, err := copyFile(filepath.Join(src, name), filepath.Join(tmp, name))
-		if errors.Is(err, os.ErrNotExist) {
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("convert: %w", err)
-		}
-		m.Files[name] = sum
-		copied++
+	// vocab.txt is written from the loaded tokenizer, so it holds exactly the
+	// ids Triage tokenised with, whichever file they came from.
+	var vocab bytes.Buffer
+	if err := tok.WriteVocab(&vocab); err != nil {
+		return nil, fmt.Errorf("convert: %w", err)
 	}
-	if _, ok := m.Files[VocabFile]; !ok {
-		return nil, fmt.Errorf("convert %q: no %s: the WordPiece vocabulary is needed to tokenise", src, VocabFile)
+	if err := os.WriteFile(filepath.Join(tmp, VocabFile), vocab.Bytes(), 0o644); err != nil {
+		return nil, fmt.Errorf("convert: %w", err)
+	}
+	m.Files[VocabFile] = sha(vocab.Bytes())
+	// tokenizer.json travels along for Python tools (the benchmark baseline).
+	if sum, err := copyFile(filepath.Join(src, TokenizerCfg), filepath.Join(tmp, TokenizerCfg)); err == nil {
+		m.Files[TokenizerCfg] = sum
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("convert: %w", err)
 	}
 	if err := WriteManifest(tmp, m); err != nil {
 		return nil, err
 	}
-	if err := os.RemoveAll(dst); err != nil {
-		return nil, fmt.Errorf("convert: replace %q: %w", dst, err)
+	// Move the old encoder aside, so a failed rename can put it back.
+	old := ""
+	if _, err := os.Stat(dst); err == nil {
+		old = tmp + ".old"
+		if err := os.Rename(dst, old); err != nil {
+			return nil, fmt.Errorf("convert: move old %q aside: %w", dst, err)
+		}
 	}
 	if err := os.Rename(tmp, dst); err != nil {
+		if old != "" {
+			os.Rename(old, dst)
+		}
 		return nil, fmt.Errorf("convert: %w", err)
+	}
+	if old != "" {
+		os.RemoveAll(old)
 	}
 	return m, nil
 }
@@ -234,6 +257,7 @@ func readSentenceTransformers(dir string) (stConfig, error) {
 	c.normalize = false
 	for _, m := range modules {
 		switch m.Type {
+		case "sentence_transformers.models.Transformer":
 		case "sentence_transformers.models.Normalize":
 			c.normalize = true
 		case "sentence_transformers.models.Pooling":
@@ -260,34 +284,13 @@ func readSentenceTransformers(dir string) (stConfig, error) {
 			default:
 				return c, fmt.Errorf("%s: only a single mean or cls pooling mode is supported", filepath.Join(m.Path, "config.json"))
 			}
+		default:
+			// Silently skipping a stage (a Dense projection, say) would give
+			// embeddings that differ from the model's own.
+			return c, fmt.Errorf("modules.json: module %q (%s) is not supported; Triage converts Transformer, Pooling and Normalize", m.Path, m.Type)
 		}
 	}
 	return c, nil
-}
-
-// tokenizerCase reads lower-casing and accent stripping from tokenizer.json's
-// BertNormalizer, else tokenizer_config.json, else assumes an uncased model.
-func tokenizerCase(dir string) (lower bool, strip *bool, err error) {
-	var tj struct {
-		Normalizer *struct {
-			Type         string `json:"type"`
-			Lowercase    *bool  `json:"lowercase"`
-			StripAccents *bool  `json:"strip_accents"`
-		} `json:"normalizer"`
-	}
-	if ok, err := readJSON(filepath.Join(dir, TokenizerCfg), &tj); err != nil {
-		return false, nil, err
-	} else if ok && tj.Normalizer != nil && tj.Normalizer.Type == "BertNormalizer" {
-		return tj.Normalizer.Lowercase == nil || *tj.Normalizer.Lowercase, tj.Normalizer.StripAccents, nil
-	}
-	var tc struct {
-		DoLowerCase  *bool `json:"do_lower_case"`
-		StripAccents *bool `json:"strip_accents"`
-	}
-	if _, err := readJSON(filepath.Join(dir, "tokenizer_config.json"), &tc); err != nil {
-		return false, nil, err
-	}
-	return tc.DoLowerCase == nil || *tc.DoLowerCase, tc.StripAccents, nil
 }
 
 func readJSON(path string, v any) (bool, error) {

@@ -48,9 +48,10 @@ const (
 // transformer in ONNX Runtime, texts grouped by length so a batch pads to
 // the longest text of its group rather than of the whole batch.
 type Encoder struct {
-	cfg  EncoderConfig
-	tok  *tokenizer.WordPiece
-	pool *SessionPool
+	cfg      EncoderConfig
+	tok      *tokenizer.WordPiece
+	pool     *SessionPool
+	manifest *encoder.Manifest // set when opened from an encoder folder
 }
 
 // OpenEncoderDir opens a converted encoder directory (encoder.json) in the
@@ -64,10 +65,34 @@ func OpenEncoderDir(dir, variant string, opts ModelOptions) (*Encoder, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The files must be the ones encoder.json describes: a folder rebuilt
+	// under a running process must not be mixed with the old manifest.
+	for _, name := range []string{file, encoder.VocabFile} {
+		want, ok := m.Files[name]
+		if !ok {
+			return nil, fmt.Errorf("encoder %q: %s is not listed in %s (for int8, run scripts/quantize-encoder.py)", dir, name, encoder.ManifestFile)
+		}
+		got, err := encoder.FileSHA256(filepath.Join(dir, name))
+		if err != nil {
+			return nil, fmt.Errorf("encoder %q: %w", dir, err)
+		}
+		if got != want {
+			return nil, fmt.Errorf("encoder %q: %s checksum mismatch with %s (folder modified or rebuilt?)", dir, name, encoder.ManifestFile)
+		}
+	}
 	cfg := EncoderConfigFromManifest(dir, file, m)
 	cfg.OneTextPerRun = variant == encoder.VariantInt8
-	return OpenEncoder(cfg, opts)
+	e, err := OpenEncoder(cfg, opts)
+	if err != nil {
+		return nil, err
+	}
+	e.manifest = m
+	return e, nil
 }
+
+// Manifest is the encoder.json the encoder was opened with (nil when it was
+// opened from a bundle).
+func (e *Encoder) Manifest() *encoder.Manifest { return e.manifest }
 
 // EncoderConfigFromManifest describes the encoder file in dir.
 func EncoderConfigFromManifest(dir, file string, m *encoder.Manifest) EncoderConfig {

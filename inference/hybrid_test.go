@@ -125,6 +125,36 @@ func TestEncoderBundles(t *testing.T) {
 				}
 			}
 
+			// Tampering with the encoder files, or relabelling the bundle linear
+			// so they would go unchecked, must stop it from loading.
+			tamper := func(name string, edit func([]byte) []byte) string {
+				t.Helper()
+				cp := filepath.Join(t.TempDir(), "bundle")
+				if err := os.CopyFS(cp, os.DirFS(out)); err != nil {
+					t.Fatal(err)
+				}
+				p := filepath.Join(cp, name)
+				raw, err := os.ReadFile(p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(p, edit(raw), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return cp
+			}
+			for _, c := range []struct{ file, from, to, want string }{
+				{bundle.VocabFile, "[PAD]", "[PAX]", "checksum mismatch"},
+				{bundle.EncoderFile, "triage", "triagf", "checksum mismatch"},
+				{bundle.ManifestFile, `"kind": "` + tc.kind + `"`, `"kind": "linear"`, "linear bundle has an encoder section"},
+				{bundle.ManifestFile, `"variant": "fp32"`, `"variant": "fp16"`, "variant"},
+			} {
+				cp := tamper(c.file, func(b []byte) []byte { return []byte(strings.Replace(string(b), c.from, c.to, 1)) })
+				if _, err := bundle.Load(cp); err == nil || !strings.Contains(err.Error(), c.want) {
+					t.Errorf("%s %q->%q: Load error %v, want %q", c.file, c.from, c.to, err, c.want)
+				}
+			}
+
 			// Transform (gateway request goroutine) + PredictVectors is Predict.
 			again, err := m.PredictVectors(context.Background(), m.TransformAll(texts))
 			if err != nil {

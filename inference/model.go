@@ -71,7 +71,7 @@ func Open(dir string, opts ModelOptions) (*Model, error) {
 	}
 	g := b.Manifest.Graph
 	var enc *Encoder
-	if es := b.Manifest.Encoder; es != nil {
+	if es := b.Manifest.Encoder; b.Manifest.Graph.Kind != bundle.KindLinear {
 		enc, err = OpenEncoder(EncoderConfig{
 			ModelPath: b.Path(bundle.EncoderFile), VocabPath: b.Path(bundle.VocabFile),
 			Lowercase: es.Lowercase, StripAccents: es.StripAccents, MaxLength: es.MaxLength, Dim: es.Dim,

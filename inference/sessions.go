@@ -65,6 +65,18 @@ type SessionPool struct {
 // NewSessionPool loads modelPath into opts.PoolSize sessions bound to the
 // given input and output names. InitORT must have succeeded first.
 func NewSessionPool(modelPath string, inputNames, outputNames []string, opts SessionOptions) (*SessionPool, error) {
+	p, err := newSessionPool(modelPath, inputNames, outputNames, opts)
+	if err != nil && opts.Provider == ProviderCUDA {
+		// A CUDA provider library that loads can still fail when sessions
+		// are created (no GPU, bad device id): fall back as promised.
+		slog.Warn("CUDA sessions could not be created; falling back to CPU", "model", modelPath, "error", err.Error())
+		opts.Provider = ProviderCPU
+		return newSessionPool(modelPath, inputNames, outputNames, opts)
+	}
+	return p, err
+}
+
+func newSessionPool(modelPath string, inputNames, outputNames []string, opts SessionOptions) (*SessionPool, error) {
 	if LoadedORTLibrary() == "" {
 		return nil, fmt.Errorf("load model %q: ONNX Runtime not initialised; call InitORT first", modelPath)
 	}

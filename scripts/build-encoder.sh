@@ -27,13 +27,17 @@ then
 	exit 0
 fi
 
-[[ -x bin/triage ]] || go build -o bin/triage ./cmd/triage
+go build -o bin/triage ./cmd/triage
 log "converting ${checkpoint} -> ${out}"
 bin/triage encoder convert --checkpoint "${checkpoint}" --out "${out}" >/dev/null
 
-if ! python3 -c 'import onnxruntime.quantization' 2>/dev/null; then
-	log "installing the PyPI onnxruntime package (quantisation tooling)"
-	python3 -m pip install --quiet --disable-pip-version-check 'onnxruntime>=1.20'
+# The quantiser runs in a private venv with pinned versions, so the int8 file
+# is the same on every machine (and its ORT matches Triage's library).
+venv=.cache/quantize-venv
+if ! "${venv}/bin/python" -c 'import onnxruntime.quantization, onnx' 2>/dev/null; then
+	log "installing the quantiser (PyPI onnxruntime==1.24.1, onnx==1.23.2) into ${venv}"
+	python3 -m venv "${venv}"
+	"${venv}/bin/python" -m pip install --quiet --disable-pip-version-check 'onnxruntime==1.24.1' 'onnx==1.23.2'
 fi
-python3 scripts/quantize-encoder.py "${out}"
+"${venv}/bin/python" scripts/quantize-encoder.py "${out}"
 printf '%s\n' "${out}"

@@ -1,9 +1,11 @@
 package tokenizer
 
 import (
+	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -116,4 +118,19 @@ func ParseTokenizerJSON(raw []byte) (*WordPiece, error) {
 		lines[id] = tok
 	}
 	return ReadVocab(strings.NewReader(strings.Join(lines, "\n")), opts)
+}
+
+// Options returns the settings the tokenizer was loaded with.
+func (w *WordPiece) Options() Options { return w.opts }
+
+// WriteVocab writes the vocabulary as vocab.txt: one token per line, the
+// line number being the id, so ReadVocab gives back the same ids.
+func (w *WordPiece) WriteVocab(out io.Writer) error {
+	bw := bufio.NewWriter(out)
+	for _, t := range w.tokens {
+		if _, err := bw.WriteString(t + "\n"); err != nil {
+			return err
+		}
+	}
+	return bw.Flush()
 }

@@ -329,8 +329,8 @@ func Train(ctx context.Context, opts Options) (*Result, error) {
 			InputIDs: em.InputIDs, InputMask: em.InputMask, Output: em.Output,
 			FeatureOffset: numNgram, Scale: float32(variants[bestVariant].scale)}
 		m.HyperParams["encoder_scale"] = variants[bestVariant].scale
-		extra = []bundle.CopyFile{{Name: bundle.EncoderFile, From: filepath.Join(e.Dir, file)},
-			{Name: bundle.VocabFile, From: filepath.Join(e.Dir, encoder.VocabFile)}}
+		extra = []bundle.CopyFile{{Name: bundle.EncoderFile, From: filepath.Join(e.Dir, file), SHA256: em.Files[file]},
+			{Name: bundle.VocabFile, From: filepath.Join(e.Dir, encoder.VocabFile), SHA256: em.Files[encoder.VocabFile]}}
 	}
 	m.Training.Seconds = time.Since(start).Seconds()
 	if err := bundle.Write(opts.OutDir, &m, vocab, onnxBytes, extra...); err != nil {

@@ -29,6 +29,7 @@ import (
 	"testing"
 
 	"github.com/triage-ml/triage/bundle"
+	"github.com/triage-ml/triage/trainer"
 )
 
 // execMainEnv makes the test binary act as the triage binary (see TestMain).
@@ -770,6 +771,21 @@ func TestCLIEncoder(t *testing.T) {
 		t.Errorf("eval accuracy %v, training reported %v", *ev.Accuracy, m.Metrics.Validation.Accuracy)
 	}
 	wantErr(t, []string{"--features encoder needs --encoder"}, "train", "--data", data, "--out", filepath.Join(dir, "x"), "--features", "encoder")
+	wantErr(t, []string{"--encoder-variant apply only with --encoder"}, "train", "--data", data, "--out", filepath.Join(dir, "x"), "--encoder-variant", "int8")
+
+	// triage dev refuses to serve default models trained another way than
+	// its flags say, rather than silently keeping them.
+	src := &trainer.EncoderSource{Dir: enc, Variant: "int8"}
+	if err := sameEncoder(m, src); err == nil || !strings.Contains(err.Error(), "--encoder-variant is int8") {
+		t.Errorf("variant mismatch: %v", err)
+	}
+	src.Variant = "fp32"
+	if err := sameEncoder(m, src); err != nil {
+		t.Errorf("same encoder refused: %v", err)
+	}
+	if err := sameEncoder(m, nil); err == nil {
+		t.Error("hybrid model accepted without --encoder")
+	}
 }
 
 func mustAbs(t *testing.T, p string) string {

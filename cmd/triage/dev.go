@@ -185,7 +185,10 @@ func announceWhenReady(ctx context.Context, m *lifecycle.Manager, stdout io.Writ
 func ensureDefaultModels(ctx context.Context, modelsDir, datasets string, src *trainer.EncoderSource, log *slog.Logger) error {
 	for _, dm := range defaultModels {
 		out := filepath.Join(modelsDir, dm.name)
-		if _, err := bundle.Load(out); err == nil {
+		if b, err := bundle.Load(out); err == nil {
+			if err := sameEncoder(b.Manifest, src); err != nil {
+				return fmt.Errorf("model %s at %s: %w; delete it to retrain with the current flags", dm.name, out, err)
+			}
 			continue
 		} else if !errors.Is(err, bundle.ErrNotBundle) && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("model %s: %w (delete %s to retrain it)", dm.name, err, out)
@@ -199,6 +202,24 @@ func ensureDefaultModels(ctx context.Context, modelsDir, datasets string, src *t
 			OutDir: out, Name: dm.name, Seed: 42, Logger: log, Encoder: src}); err != nil {
 			return fmt.Errorf("train default model %s: %w", dm.name, err)
 		}
+	}
+	return nil
+}
+
+// sameEncoder reports whether a default model was trained the way the
+// flags ask: no encoder, or this encoder folder and variant.
+func sameEncoder(m bundle.Manifest, src *trainer.EncoderSource) error {
+	switch {
+	case src == nil && m.Encoder != nil:
+		return fmt.Errorf("it is a %s model, but no --encoder is set", m.Graph.Kind)
+	case src == nil:
+		return nil
+	case m.Encoder == nil:
+		return fmt.Errorf("it is a %s model, but --encoder %s is set", m.Graph.Kind, src.Dir)
+	case m.Encoder.Variant != src.Variant:
+		return fmt.Errorf("it was trained with the %s encoder, but --encoder-variant is %s", m.Encoder.Variant, src.Variant)
+	case filepath.Clean(m.Encoder.Source) != filepath.Clean(src.Dir):
+		return fmt.Errorf("it was trained with the encoder in %s, but --encoder is %s", m.Encoder.Source, src.Dir)
 	}
 	return nil
 }

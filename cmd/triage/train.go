@@ -7,10 +7,10 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 
 	"github.com/peterbourgon/ff/v3/ffcli"
 
-	"github.com/triage-ml/triage/encoder"
 	"github.com/triage-ml/triage/featurizer"
 	"github.com/triage-ml/triage/inference"
 	"github.com/triage-ml/triage/trainer"
@@ -74,6 +74,19 @@ func trainCommand(stdout, stderr io.Writer) *ffcli.Command {
 			if opts.L2s, err = parseFloats("--l2", *l2s); err != nil {
 				return err
 			}
+			if *encDir == "" {
+				// Encoder-only flags without an encoder would be silently ignored.
+				var stray []string
+				fs.Visit(func(f *flag.Flag) {
+					switch f.Name {
+					case "encoder-variant", "encoder-scales":
+						stray = append(stray, "--"+f.Name)
+					}
+				})
+				if len(stray) > 0 {
+					return fmt.Errorf("train: %s apply only with --encoder DIR", strings.Join(stray, ", "))
+				}
+			}
 			opts.Features = splitList(*features)
 			if opts.EncoderScales, err = parseFloats("--encoder-scales", *scales); err != nil {
 				return err
@@ -107,15 +120,11 @@ func trainCommand(stdout, stderr io.Writer) *ffcli.Command {
 
 // openTrainEncoder opens the encoder in dir for training heads on it.
 func openTrainEncoder(dir, variant string, opts inference.ModelOptions) (*trainer.EncoderSource, func(), error) {
-	man, err := encoder.ReadManifest(dir)
-	if err != nil {
-		return nil, nil, err
-	}
 	enc, err := inference.OpenEncoderDir(dir, variant, opts)
 	if err != nil {
 		return nil, nil, err
 	}
-	return &trainer.EncoderSource{Embedder: enc, Dir: dir, Variant: variant, Manifest: man}, func() { enc.Close() }, nil
+	return &trainer.EncoderSource{Embedder: enc, Dir: dir, Variant: variant, Manifest: enc.Manifest()}, func() { enc.Close() }, nil
 }
 
 func parseFloats(flagName, s string) ([]float64, error) {
