@@ -2,6 +2,7 @@ package encoder
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -117,7 +118,7 @@ func Convert(src, dst string, o ConvertOptions) (*Manifest, error) {
 	if err != nil {
 		return nil, fmt.Errorf("convert %q: %w", src, err)
 	}
-	srcSum, err := fileSHA256(weightsPath)
+	srcSum, err := FileSHA256(weightsPath)
 	if err != nil {
 		return nil, err
 	}
@@ -125,7 +126,7 @@ func Convert(src, dst string, o ConvertOptions) (*Manifest, error) {
 		FormatVersion: 1, Architecture: "bert", Source: src, SourceSHA256: srcSum,
 		CreatedAt:  time.Now().UTC().Truncate(time.Second),
 		HiddenSize: cfg.HiddenSize, Layers: cfg.NumHiddenLayers, Heads: cfg.NumAttentionHeads, VocabSize: cfg.VocabSize,
-		MaxLength: o.MaxLength, Pooling: cmpOr(o.Pooling, PoolingMean), Normalize: normalize,
+		MaxLength: o.MaxLength, Pooling: cmp.Or(o.Pooling, PoolingMean), Normalize: normalize,
 		Lowercase: tok.Options().Lowercase, StripAccents: tok.Options().StripAccents,
 		InputIDs: InputIDs, InputMask: InputMask, Output: OutputEmbed, GoVersion: runtime.Version(),
 		Files: map[string]string{},
@@ -326,7 +327,7 @@ func copyFile(src, dst string) (string, error) {
 }
 
 // FileSHA256 hashes a file.
-func fileSHA256(path string) (string, error) {
+func FileSHA256(path string) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return "", err
@@ -339,19 +340,9 @@ func fileSHA256(path string) (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// FileSHA256 hashes a file (exported for bundle writers that copy encoders).
-func FileSHA256(path string) (string, error) { return fileSHA256(path) }
-
 func sha(b []byte) string {
 	s := sha256.Sum256(b)
 	return hex.EncodeToString(s[:])
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 func onnxgraphModel(src string) onnxgraph.Model {

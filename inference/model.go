@@ -8,7 +8,6 @@ import (
 	"slices"
 
 	"github.com/triage-ml/triage/bundle"
-	"github.com/triage-ml/triage/encoder"
 	"github.com/triage-ml/triage/featurizer"
 )
 
@@ -76,7 +75,7 @@ func Open(dir string, opts ModelOptions) (*Model, error) {
 			ModelPath: b.Path(bundle.EncoderFile), VocabPath: b.Path(bundle.VocabFile),
 			Lowercase: es.Lowercase, StripAccents: es.StripAccents, MaxLength: es.MaxLength, Dim: es.Dim,
 			InputIDs: es.InputIDs, InputMask: es.InputMask, Output: es.Output,
-			OneTextPerRun: es.Variant == encoder.VariantInt8,
+			Variant: es.Variant,
 		}, opts)
 		if err != nil {
 			return nil, fmt.Errorf("load model %q: %w", dir, err)

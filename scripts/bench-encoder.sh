@@ -8,14 +8,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 data_dir="${TRIAGE_DATA_DIR:-../shared/data}"
-venv=.cache/bench-venv
-if [[ ! -x "${venv}/bin/python" ]] || ! "${venv}/bin/python" -c 'import onnxruntime, tokenizers' 2>/dev/null; then
-	python3 -m venv "${venv}"
-	"${venv}/bin/python" -m pip install --quiet --disable-pip-version-check 'onnxruntime==1.24.1' 'tokenizers==0.23.3' numpy
-fi
+log() { printf 'bench-encoder: %s\n' "$*" >&2; }
+# shellcheck source=lib/ort-python.sh
+source scripts/lib/ort-python.sh
 ONNXRUNTIME_LIB="$(bash scripts/fetch-onnxruntime.sh | tail -n1)"
 export ONNXRUNTIME_LIB
 go build -o bin/triage ./cmd/triage
 enc="$(bash scripts/build-encoder.sh | tail -n1)"
-exec bin/triage bench encoder --encoder "${enc}" --python "${venv}/bin/python" \
+exec bin/triage bench encoder --encoder "${enc}" --python "${ORT_PYTHON}" \
 	--data "${data_dir}/banking77/train.csv,${data_dir}/movie-reviews/train.csv" "$@"

@@ -31,13 +31,7 @@ go build -o bin/triage ./cmd/triage
 log "converting ${checkpoint} -> ${out}"
 bin/triage encoder convert --checkpoint "${checkpoint}" --out "${out}" >/dev/null
 
-# The quantiser runs in a private venv with pinned versions, so the int8 file
-# is the same on every machine (and its ORT matches Triage's library).
-venv=.cache/quantize-venv
-if ! "${venv}/bin/python" -c 'import onnxruntime.quantization, onnx' 2>/dev/null; then
-	log "installing the quantiser (PyPI onnxruntime==1.24.1, onnx==1.23.2) into ${venv}"
-	python3 -m venv "${venv}"
-	"${venv}/bin/python" -m pip install --quiet --disable-pip-version-check 'onnxruntime==1.24.1' 'onnx==1.23.2'
-fi
-"${venv}/bin/python" scripts/quantize-encoder.py "${out}"
+# shellcheck source=lib/ort-python.sh
+source scripts/lib/ort-python.sh
+"${ORT_PYTHON}" scripts/quantize-encoder.py "${out}"
 printf '%s\n' "${out}"

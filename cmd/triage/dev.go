@@ -55,8 +55,9 @@ func devCommand(stdout, stderr io.Writer) *ffcli.Command {
 	var gf gatewayFlags
 	gf.register(fset)
 	metricsAddr := fset.String("metrics-addr", "127.0.0.1:9464", `Prometheus /metrics listener ("" disables)`)
-	encDir := fset.String("encoder", "", "sentence encoder folder (`make encoder`): serve hybrid default models (n-grams + encoder), kept under DATA_DIR/models-hybrid")
-	encVariant := fset.String("encoder-variant", "fp32", `encoder variant of the hybrid default models: "fp32" or "int8"`)
+	var ef encoderFlags
+	ef.register(fset, "sentence encoder folder (`make encoder`): serve hybrid default models (n-grams + encoder), kept under DATA_DIR/models-hybrid",
+		"encoder variant of the hybrid default models")
 	return &ffcli.Command{
 		Name:       "dev",
 		ShortUsage: "triage dev [--data-dir DIR] [--kafka-addr 127.0.0.1:9092]",
@@ -73,21 +74,17 @@ func devCommand(stdout, stderr io.Writer) *ffcli.Command {
 				return err
 			}
 			modelsDir := filepath.Join(*dataDir, "models")
-			if *encDir != "" {
+			if ef.dir != "" {
 				// A separate folder, so switching between linear and hybrid
 				// never retrains or overwrites the other set.
 				modelsDir = filepath.Join(*dataDir, "models-hybrid")
 			}
 			routes := cf.routeMap(modelsDir)
-			var trainEnc *trainer.EncoderSource
-			if *encDir != "" {
-				src, closeEnc, err := openTrainEncoder(*encDir, *encVariant, opts)
-				if err != nil {
-					return err
-				}
-				defer closeEnc()
-				trainEnc = src
+			trainEnc, closeEnc, err := ef.open(opts)
+			if err != nil {
+				return err
 			}
+			defer closeEnc()
 			if !cf.routes.set {
 				if err := ensureDefaultModels(ctx, modelsDir, *datasets, trainEnc, log); err != nil {
 					return err

