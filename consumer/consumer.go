@@ -21,14 +21,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/triage-ml/triage/batch"
 	"github.com/triage-ml/triage/inference"
 )
 
-// Predictor classifies texts; *inference.Model is one.
-type Predictor interface {
-	Ref() inference.ModelRef
-	Predict(ctx context.Context, texts []string) ([]inference.Prediction, error)
-}
+// Predictor classifies texts; *inference.Model is one. A route that also
+// implements inference.Swappable (the serving set's) is pinned once per
+// transaction, so hot swaps happen between transactions, never inside one.
+type Predictor = inference.Predictor
 
 // Delivery guarantees.
 const (
@@ -61,12 +61,15 @@ type Config struct {
 	// transaction blocks its partitions; default 10s (a batch must finish
 	// well within it).
 	TransactionTimeout time.Duration
-	Batch              BatchPolicy // default DefaultBatchPolicy()
-	MaxPollRecords     int         // records per transaction at most; default 1000
-	MaxTextBytes       int         // hard limit; longer texts are dead-lettered; default 64 KiB
-	ShutdownTimeout    time.Duration
-	Logger             *slog.Logger
-	Registerer         prometheus.Registerer
+	// Batch is the micro-batch policy (default batch.Default()). The
+	// consumer counts records, not tokens: MaxCount must be set and
+	// MaxTokens left 0.
+	Batch           batch.Policy
+	MaxPollRecords  int // records per transaction at most; default 1000
+	MaxTextBytes    int // hard limit; longer texts are dead-lettered; default 64 KiB
+	ShutdownTimeout time.Duration
+	Logger          *slog.Logger
+	Registerer      prometheus.Registerer
 	// ClientOpts are appended to the Kafka client options (tests, TLS, SASL).
 	ClientOpts []kgo.Opt
 }
@@ -111,15 +114,15 @@ func (c *Config) Validate() error {
 	if c.SessionTimeout < time.Second || c.TransactionTimeout < time.Second {
 		errs = append(errs, errors.New("session and transaction timeouts must be at least 1s"))
 	}
-	if c.Batch == (BatchPolicy{}) {
-		c.Batch = DefaultBatchPolicy()
+	if c.Batch == (batch.Policy{}) {
+		c.Batch = batch.Default()
 	}
-	if err := c.Batch.Validate(); err != nil {
+	if err := checkBatch(c.Batch); err != nil {
 		errs = append(errs, err)
 	}
 	c.MaxPollRecords = cmp.Or(c.MaxPollRecords, 1000)
-	if c.MaxPollRecords < c.Batch.MaxRecords {
-		c.MaxPollRecords = c.Batch.MaxRecords
+	if c.MaxPollRecords < c.Batch.MaxCount {
+		c.MaxPollRecords = c.Batch.MaxCount
 	}
 	c.MaxTextBytes = cmp.Or(c.MaxTextBytes, 64<<10)
 	if c.MaxTextBytes < 1 {
@@ -250,6 +253,8 @@ func (p plainSession) produce(ctx context.Context, r *kgo.Record, pr func(*kgo.R
 	p.cl.Produce(ctx, r, pr)
 }
 func (p plainSession) end(ctx context.Context, commit bool, polled []*kgo.Record) (bool, error) {
+	// Every poll since the last batch blocked rebalances
+	// (BlockRebalanceOnPoll); once this batch is settled they may run.
 	defer p.cl.AllowRebalance()
 	if err := p.cl.Flush(ctx); err != nil {
 		return false, err
@@ -280,7 +285,13 @@ func (p plainSession) rewind(polled []*kgo.Record) {
 	p.cl.SetOffsets(first)
 }
 func (p plainSession) client() *kgo.Client { return p.cl }
-func (p plainSession) close()              { p.cl.Close() }
+
+// close allows rebalances first: the last poll (the one that saw the
+// shutdown) blocked them, and Close leaves the group, which waits for them.
+func (p plainSession) close() {
+	p.cl.AllowRebalance()
+	p.cl.Close()
+}
 
 func (c *Consumer) runTransactional(ctx context.Context) error {
 	s, err := kgo.NewGroupTransactSession(c.clientOpts()...)
@@ -311,7 +322,7 @@ func (c *Consumer) loop(ctx context.Context, s session) error {
 	}
 	c.setReady(true)
 	c.log.Info("consuming", "topics", c.topics, "group", c.cfg.Group, "delivery", c.cfg.Delivery,
-		"batch_max", c.cfg.Batch.MaxRecords, "batch_wait", c.cfg.Batch.MaxWait.String())
+		"batch_max", c.cfg.Batch.MaxCount, "batch_wait", c.cfg.Batch.MaxWait.String())
 	backoff := 100 * time.Millisecond
 	for {
 		recs, stopping := c.collect(ctx, s)
@@ -370,12 +381,12 @@ func (f *fatalError) Unwrap() error { return f.err }
 // collect polls until the batch policy fires or ctx ends. stopping is true
 // when ctx was cancelled (the caller then finishes recs and returns).
 func (c *Consumer) collect(ctx context.Context, s session) (recs []*kgo.Record, stopping bool) {
-	clock := batchClock{policy: c.cfg.Batch}
+	clock := batch.NewTracker(c.cfg.Batch)
 	limit := c.cfg.MaxPollRecords
 	for {
 		pctx, cancel := ctx, context.CancelFunc(func() {})
-		if clock.n > 0 {
-			wait := clock.untilNext(time.Now())
+		if clock.Len() > 0 {
+			wait := clock.UntilNext(time.Now())
 			if wait <= 0 {
 				return recs, false
 			}
@@ -395,8 +406,8 @@ func (c *Consumer) collect(ctx context.Context, s session) (recs []*kgo.Record, 
 		})
 		got := fetches.Records()
 		recs = append(recs, got...)
-		full := clock.add(len(got), time.Now())
-		if full || len(recs) >= limit || (clock.n > 0 && c.cfg.Batch.MaxWait == 0) {
+		full := clock.Add(len(got), 0, time.Now())
+		if full || len(recs) >= limit || (clock.Len() > 0 && c.cfg.Batch.MaxWait == 0) {
 			return recs, false
 		}
 	}

@@ -6,26 +6,21 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/triage-ml/triage/batch"
+	"github.com/triage-ml/triage/schemas"
 )
 
 func TestBatchPolicy(t *testing.T) {
-	if err := (BatchPolicy{MaxRecords: 0, MaxWait: -time.Second}).Validate(); err == nil ||
-		!strings.Contains(err.Error(), "max records") || !strings.Contains(err.Error(), "max wait") {
+	if err := checkBatch(batch.Policy{MaxCount: 0, MaxWait: -time.Second}); err == nil ||
+		!strings.Contains(err.Error(), "max count") || !strings.Contains(err.Error(), "max wait") {
 		t.Errorf("bad policy error = %v, want both problems named", err)
 	}
-	b := batchClock{policy: BatchPolicy{MaxRecords: 3, MaxWait: 10 * time.Millisecond}}
-	t0 := time.Now()
-	if b.untilNext(t0) != 10*time.Millisecond {
-		t.Error("empty batch should wait the full period")
+	if err := checkBatch(batch.Policy{MaxTokens: 512}); err == nil || !strings.Contains(err.Error(), "--batch-max") {
+		t.Errorf("token-only policy error = %v, want --batch-max asked for", err)
 	}
-	if b.add(2, t0) {
-		t.Error("2 of 3 reported full")
-	}
-	if d := b.untilNext(t0.Add(4 * time.Millisecond)); d != 6*time.Millisecond {
-		t.Errorf("untilNext = %v, want 6ms", d)
-	}
-	if !b.add(1, t0.Add(5*time.Millisecond)) {
-		t.Error("3 of 3 not full")
+	if err := checkBatch(batch.Policy{MaxCount: 8, MaxTokens: 512}); err == nil || !strings.Contains(err.Error(), "max tokens 512") {
+		t.Errorf("token limit error = %v, want it refused", err)
 	}
 }
 
@@ -44,7 +39,7 @@ func TestConfigValidate(t *testing.T) {
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	if c.TransactionalID != "triage-consumer-pod-0" || c.Delivery != ExactlyOnce || c.Batch != DefaultBatchPolicy() || c.MaxTextBytes != 64<<10 {
+	if c.TransactionalID != "triage-consumer-pod-0" || c.Delivery != ExactlyOnce || c.Batch != batch.Default() || c.MaxTextBytes != 64<<10 {
 		t.Errorf("defaults not applied: %+v", c)
 	}
 }
@@ -58,12 +53,12 @@ func TestValidateReasons(t *testing.T) {
 		topic, value, want string
 	}{
 		{"in", `{"id":"1","text":"fine"}`, ""},
-		{"other", `{"id":"1","text":"fine"}`, ReasonUnknownRoute},
-		{"in", "{\"id\":\"1\",\"text\":\"\xff\"}", ReasonInvalidUTF8},
-		{"in", `{"id":"1","text":`, ReasonInvalidJSON},
-		{"in", `{"text":"no id"}`, ReasonSchemaViolation},
-		{"in", `{"id":"1","text":" \n\t"}`, ReasonEmptyText},
-		{"in", `{"id":"1","text":"more than ten bytes"}`, ReasonTextTooLong},
+		{"other", `{"id":"1","text":"fine"}`, schemas.ReasonUnknownRoute},
+		{"in", "{\"id\":\"1\",\"text\":\"\xff\"}", schemas.ReasonInvalidUTF8},
+		{"in", `{"id":"1","text":`, schemas.ReasonInvalidJSON},
+		{"in", `{"text":"no id"}`, schemas.ReasonSchemaViolation},
+		{"in", `{"id":"1","text":" \n\t"}`, schemas.ReasonEmptyText},
+		{"in", `{"id":"1","text":"more than ten bytes"}`, schemas.ReasonTextTooLong},
 	}
 	for _, tc := range cases {
 		it := item{rec: &kgo.Record{Topic: tc.topic, Value: []byte(tc.value)}}

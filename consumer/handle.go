@@ -80,6 +80,8 @@ func (c *Consumer) handle(ctx context.Context, s session, recs []*kgo.Record) er
 		items[i].rec = r
 		c.validate(&items[i])
 	}
+	release := pin(items)
+	defer release()
 	c.classify(ctx, items)
 
 	if err := s.begin(); err != nil {
@@ -148,6 +150,45 @@ func (c *Consumer) handle(ctx context.Context, s session, recs []*kgo.Record) er
 	return nil
 }
 
+// pin resolves every swappable route of the batch to the version serving
+// now, held until the returned func is called (after the transaction ends):
+// one transaction, one version per model. A route with no version loaded
+// dead-letters its items with the reason rather than failing the batch.
+func pin(items []item) (release func()) {
+	type pinned struct {
+		p   Predictor
+		err error
+	}
+	pins := map[inference.Swappable]pinned{}
+	var releases []func()
+	for i := range items {
+		it := &items[i]
+		sw, ok := it.route.(inference.Swappable)
+		if it.reason != "" || !ok {
+			continue
+		}
+		pn, seen := pins[sw]
+		if !seen {
+			p, rel, err := sw.Pin()
+			pn = pinned{p, err}
+			pins[sw] = pn
+			if err == nil {
+				releases = append(releases, rel)
+			}
+		}
+		if pn.err != nil {
+			it.fail(ReasonModelError, pn.err.Error())
+			continue
+		}
+		it.route = pn.p
+	}
+	return func() {
+		for _, r := range releases {
+			r()
+		}
+	}
+}
+
 func firstErr(a, b error) error {
 	if a != nil {
 		return a
@@ -173,8 +214,8 @@ func (c *Consumer) classify(ctx context.Context, items []item) {
 	}
 	for _, p := range order {
 		its := byRoute[p]
-		for lo := 0; lo < len(its); lo += c.cfg.Batch.MaxRecords {
-			batch := its[lo:min(lo+c.cfg.Batch.MaxRecords, len(its))]
+		for lo := 0; lo < len(its); lo += c.cfg.Batch.MaxCount {
+			batch := its[lo:min(lo+c.cfg.Batch.MaxCount, len(its))]
 			if err := c.predict(ctx, p, batch); err != nil {
 				c.log.Warn("batch inference failed; retrying records one by one", "records", len(batch), "err", err)
 				for _, it := range batch {

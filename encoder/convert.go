@@ -14,49 +14,10 @@ import (
 	"runtime"
 	"time"
 
+	"github.com/triage-ml/triage/encoderdir"
 	"github.com/triage-ml/triage/internal/onnxgraph"
 	"github.com/triage-ml/triage/tokenizer"
 )
-
-// Files of a converted encoder directory.
-const (
-	ManifestFile = "encoder.json"
-	ModelFile    = "encoder.onnx"      // fp32
-	Int8File     = "encoder-int8.onnx" // dynamic-quantised variant, made by scripts/quantize-encoder.py
-	VocabFile    = "vocab.txt"
-	TokenizerCfg = "tokenizer.json"
-)
-
-// Variants an encoder directory may hold.
-const (
-	VariantFP32 = "fp32"
-	VariantInt8 = "int8"
-)
-
-// Manifest is encoder.json: what the graph expects and where it came from.
-type Manifest struct {
-	FormatVersion int       `json:"format_version"`
-	Architecture  string    `json:"architecture"` // "bert"
-	Source        string    `json:"source"`       // checkpoint directory converted
-	SourceSHA256  string    `json:"source_sha256"`
-	CreatedAt     time.Time `json:"created_at"`
-	HiddenSize    int       `json:"hidden_size"`
-	Layers        int       `json:"layers"`
-	Heads         int       `json:"heads"`
-	VocabSize     int       `json:"vocab_size"`
-	MaxLength     int       `json:"max_length"` // tokens incl. [CLS]/[SEP]; longer texts are truncated
-	Pooling       string    `json:"pooling"`
-	Normalize     bool      `json:"normalize"`
-	Lowercase     bool      `json:"lowercase"`
-	StripAccents  *bool     `json:"strip_accents,omitempty"`
-	InputIDs      string    `json:"input_ids"`
-	InputMask     string    `json:"attention_mask"`
-	Output        string    `json:"output"`
-	GoVersion     string    `json:"go_version"`
-	// Files maps each file to its SHA-256 (the int8 variant is added when the
-	// quantisation step runs).
-	Files map[string]string `json:"files"`
-}
 
 // ConvertOptions override what the checkpoint's sentence-transformers files say.
 type ConvertOptions struct {
@@ -65,9 +26,10 @@ type ConvertOptions struct {
 	Normalize *bool  // nil = whether modules.json has a Normalize step (true when there is no modules.json)
 }
 
-// Convert turns the BERT checkpoint in src into an encoder directory dst
-// (written to a temporary sibling and renamed, so dst is never partial).
-func Convert(src, dst string, o ConvertOptions) (*Manifest, error) {
+// Convert turns the BERT checkpoint in src into an encoder folder dst in
+// encoderdir's format (written to a temporary sibling and renamed, so dst
+// is never partial).
+func Convert(src, dst string, o ConvertOptions) (*encoderdir.Manifest, error) {
 	cfg, err := ReadBertConfig(src)
 	if err != nil {
 		return nil, err
@@ -118,12 +80,12 @@ func Convert(src, dst string, o ConvertOptions) (*Manifest, error) {
 	if err != nil {
 		return nil, fmt.Errorf("convert %q: %w", src, err)
 	}
-	srcSum, err := FileSHA256(weightsPath)
+	srcSum, err := encoderdir.FileSHA256(weightsPath)
 	if err != nil {
 		return nil, err
 	}
-	m := &Manifest{
-		FormatVersion: 1, Architecture: "bert", Source: src, SourceSHA256: srcSum,
+	m := &encoderdir.Manifest{
+		FormatVersion: encoderdir.FormatVersion, Architecture: "bert", Source: src, SourceSHA256: srcSum,
 		CreatedAt:  time.Now().UTC().Truncate(time.Second),
 		HiddenSize: cfg.HiddenSize, Layers: cfg.NumHiddenLayers, Heads: cfg.NumAttentionHeads, VocabSize: cfg.VocabSize,
 		MaxLength: o.MaxLength, Pooling: cmp.Or(o.Pooling, PoolingMean), Normalize: normalize,
@@ -144,27 +106,27 @@ func Convert(src, dst string, o ConvertOptions) (*Manifest, error) {
 		return nil, fmt.Errorf("convert: %w", err)
 	}
 	defer os.RemoveAll(tmp)
-	if err := os.WriteFile(filepath.Join(tmp, ModelFile), onnx, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(tmp, encoderdir.ModelFile), onnx, 0o644); err != nil {
 		return nil, fmt.Errorf("convert: %w", err)
 	}
-	m.Files[ModelFile] = sha(onnx)
+	m.Files[encoderdir.ModelFile] = sha(onnx)
 	// vocab.txt is written from the loaded tokenizer, so it holds exactly the
 	// ids Triage tokenised with, whichever file they came from.
 	var vocab bytes.Buffer
 	if err := tok.WriteVocab(&vocab); err != nil {
 		return nil, fmt.Errorf("convert: %w", err)
 	}
-	if err := os.WriteFile(filepath.Join(tmp, VocabFile), vocab.Bytes(), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(tmp, encoderdir.VocabFile), vocab.Bytes(), 0o644); err != nil {
 		return nil, fmt.Errorf("convert: %w", err)
 	}
-	m.Files[VocabFile] = sha(vocab.Bytes())
+	m.Files[encoderdir.VocabFile] = sha(vocab.Bytes())
 	// tokenizer.json travels along for Python tools (the benchmark baseline).
-	if sum, err := copyFile(filepath.Join(src, TokenizerCfg), filepath.Join(tmp, TokenizerCfg)); err == nil {
-		m.Files[TokenizerCfg] = sum
+	if sum, err := copyFile(filepath.Join(src, encoderdir.TokenizerFile), filepath.Join(tmp, encoderdir.TokenizerFile)); err == nil {
+		m.Files[encoderdir.TokenizerFile] = sum
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("convert: %w", err)
 	}
-	if err := WriteManifest(tmp, m); err != nil {
+	if err := encoderdir.Write(tmp, m); err != nil {
 		return nil, err
 	}
 	// Move the old encoder aside, so a failed rename can put it back.
@@ -185,49 +147,6 @@ func Convert(src, dst string, o ConvertOptions) (*Manifest, error) {
 		os.RemoveAll(old)
 	}
 	return m, nil
-}
-
-// WriteManifest writes dir/encoder.json.
-func WriteManifest(dir string, m *Manifest) error {
-	raw, err := json.MarshalIndent(m, "", "  ")
-	if err != nil {
-		return fmt.Errorf("encode encoder manifest: %w", err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, ManifestFile), append(raw, '\n'), 0o644); err != nil {
-		return fmt.Errorf("write encoder manifest: %w", err)
-	}
-	return nil
-}
-
-// ReadManifest reads dir/encoder.json.
-func ReadManifest(dir string) (*Manifest, error) {
-	raw, err := os.ReadFile(filepath.Join(dir, ManifestFile))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("encoder %q: no %s; make one with `triage encoder convert` (or `make encoder`)", dir, ManifestFile)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("encoder %q: %w", dir, err)
-	}
-	var m Manifest
-	if err := json.Unmarshal(raw, &m); err != nil {
-		return nil, fmt.Errorf("encoder %q: %s: %w", dir, ManifestFile, err)
-	}
-	if m.FormatVersion != 1 || m.HiddenSize <= 0 || m.MaxLength < 2 {
-		return nil, fmt.Errorf("encoder %q: %s is not a Triage encoder manifest (format %d, hidden %d, max length %d)",
-			dir, ManifestFile, m.FormatVersion, m.HiddenSize, m.MaxLength)
-	}
-	return &m, nil
-}
-
-// VariantFile names the ONNX file of a variant.
-func VariantFile(variant string) (string, error) {
-	switch variant {
-	case VariantFP32, "":
-		return ModelFile, nil
-	case VariantInt8:
-		return Int8File, nil
-	}
-	return "", fmt.Errorf("encoder variant %q: use %q or %q", variant, VariantFP32, VariantInt8)
 }
 
 // stConfig is what sentence-transformers' own files say about the pipeline.
@@ -324,20 +243,6 @@ func copyFile(src, dst string) (string, error) {
 		return "", err
 	}
 	return hex.EncodeToString(h.Sum(nil)), out.Close()
-}
-
-// FileSHA256 hashes a file.
-func FileSHA256(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", fmt.Errorf("hash %q: %w", path, err)
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 func sha(b []byte) string {

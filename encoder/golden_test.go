@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/triage-ml/triage/encoder"
+	"github.com/triage-ml/triage/encoderdir"
 	"github.com/triage-ml/triage/inference"
 	"github.com/triage-ml/triage/internal/minilm"
 )
@@ -74,7 +75,7 @@ func TestGoldenEmbeddings(t *testing.T) {
 	if m.MaxLength != g.MaxSeqLength || m.Pooling != encoder.PoolingMean || !m.Normalize || !m.Lowercase {
 		t.Fatalf("manifest %+v does not match sentence-transformers' pipeline (max_seq_length %d, mean, normalize, lower-case)", m, g.MaxSeqLength)
 	}
-	enc, err := inference.OpenEncoderDir(dir, encoder.VariantFP32, inference.ModelOptions{})
+	enc, err := inference.OpenEncoderDir(dir, encoderdir.VariantFP32, inference.ModelOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

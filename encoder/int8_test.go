@@ -5,7 +5,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/triage-ml/triage/encoder"
+	"github.com/triage-ml/triage/encoderdir"
 	"github.com/triage-ml/triage/inference"
 	"github.com/triage-ml/triage/internal/minilm"
 )
@@ -15,16 +15,16 @@ import (
 // its embeddings stay close to fp32's on the golden texts.
 func TestInt8Variant(t *testing.T) {
 	dir := minilm.Encoder()
-	m, err := encoder.ReadManifest(dir)
+	m, err := encoderdir.Read(dir)
 	if err != nil {
 		t.Fatalf("%v (run scripts/build-encoder.sh; make test does)", err)
 	}
-	sum, err := encoder.FileSHA256(filepath.Join(dir, encoder.Int8File))
+	sum, err := encoderdir.FileSHA256(filepath.Join(dir, encoderdir.Int8File))
 	if err != nil {
 		t.Fatalf("%v (run scripts/build-encoder.sh; make test does)", err)
 	}
-	if m.Files[encoder.Int8File] != sum {
-		t.Fatalf("%s checksum %s, manifest says %q", encoder.Int8File, sum, m.Files[encoder.Int8File])
+	if m.Files[encoderdir.Int8File] != sum {
+		t.Fatalf("%s checksum %s, manifest says %q", encoderdir.Int8File, sum, m.Files[encoderdir.Int8File])
 	}
 	g := loadGolden(t)
 	texts := make([]string, len(g.Items))
@@ -42,7 +42,7 @@ func TestInt8Variant(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if variant == encoder.VariantInt8 {
+		if variant == encoderdir.VariantInt8 {
 			// Dynamic quantisation scales activations per tensor, so the
 			// encoder runs int8 texts one at a time: a text's embedding may
 			// not depend on the batch it arrives in.
@@ -60,7 +60,7 @@ func TestInt8Variant(t *testing.T) {
 		}
 		return e
 	}
-	fp32, int8 := embed(encoder.VariantFP32), embed(encoder.VariantInt8)
+	fp32, int8 := embed(encoderdir.VariantFP32), embed(encoderdir.VariantInt8)
 	var sum64, minCos float64 = 0, 2
 	for i := range texts {
 		c := cosine(fp32[i*D:(i+1)*D], int8[i*D:(i+1)*D])

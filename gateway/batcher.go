@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/triage-ml/triage/batch"
 	"github.com/triage-ml/triage/featurizer"
 	"github.com/triage-ml/triage/inference"
 )
@@ -13,17 +14,16 @@ import (
 // batcher coalesces concurrent /v1/predict requests for one model into
 // single PredictVectors calls: requests featurise their texts in their own
 // goroutine, then queue the vectors here; the loop takes the first request,
-// keeps collecting until maxTexts vectors or maxWait has passed, and runs
-// them as one batch, handing each request its slice of the results. When
-// maxWait is over but every run slot is busy, the batch keeps growing until
-// a slot frees (waiting is unavoidable then, so it might as well batch).
-// maxWait 0 runs as soon as a slot is free: no added latency at low load,
-// batches form only while the model is busy.
+// keeps collecting until the policy's MaxCount vectors or MaxWait has
+// passed, and runs them as one batch, handing each request its slice of the
+// results. When MaxWait is over but every run slot is busy, the batch keeps
+// growing until a slot frees (waiting is unavoidable then, so it might as
+// well batch). MaxWait 0 runs as soon as a slot is free: no added latency
+// at low load, batches form only while the model is busy.
 type batcher struct {
 	model    Model
 	in       chan *batchReq
-	maxTexts int
-	maxWait  time.Duration
+	policy   batch.Policy  // MaxCount and MaxWait; vectors carry no token count
 	sem      chan struct{} // bounds concurrent PredictVectors runs
 	observe  func(n int)
 	ctx      context.Context
@@ -42,8 +42,8 @@ type batchResult struct {
 	err   error
 }
 
-func newBatcher(ctx context.Context, m Model, maxTexts int, maxWait time.Duration, concurrency int, observe func(int)) *batcher {
-	b := &batcher{model: m, in: make(chan *batchReq, 4*maxTexts), maxTexts: maxTexts, maxWait: maxWait,
+func newBatcher(ctx context.Context, m Model, p batch.Policy, concurrency int, observe func(int)) *batcher {
+	b := &batcher{model: m, in: make(chan *batchReq, 4*max(p.MaxCount, 1)), policy: p,
 		sem: make(chan struct{}, max(concurrency, 1)), observe: observe, ctx: ctx, done: make(chan struct{})}
 	go b.loop()
 	return b
@@ -76,6 +76,7 @@ func (b *batcher) loop() {
 	defer close(b.done)
 	defer b.running.Wait()
 	var pending *batchReq
+	size := batch.NewTracker(b.policy)
 	for {
 		first := pending
 		pending = nil
@@ -85,15 +86,17 @@ func (b *batcher) loop() {
 				return
 			}
 		}
-		batch, n := []*batchReq{first}, len(first.vs)
+		reqs := []*batchReq{first}
+		size.Reset()
+		size.Add(len(first.vs), 0, time.Now())
 		var timer *time.Timer
-		expired := b.maxWait <= 0
+		expired := b.policy.MaxWait <= 0
 		if !expired {
-			timer = time.NewTimer(b.maxWait)
+			timer = time.NewTimer(b.policy.MaxWait)
 		}
 		slot := false
 	collect:
-		for n < b.maxTexts {
+		for !size.Full() {
 			var r *batchReq
 			var ok bool
 			if !expired {
@@ -104,7 +107,7 @@ func (b *batcher) loop() {
 					continue
 				}
 			} else {
-				// maxWait is over: run as soon as a slot is free, taking
+				// MaxWait is over: run as soon as a slot is free, taking
 				// whatever queued meanwhile (queued requests first).
 				select {
 				case r, ok = <-b.in:
@@ -120,25 +123,26 @@ func (b *batcher) loop() {
 			if !ok {
 				break collect
 			}
-			if n+len(r.vs) > b.maxTexts {
+			if !size.Fits(len(r.vs), 0) {
 				pending = r // starts the next batch
 				break collect
 			}
-			batch, n = append(batch, r), n+len(r.vs)
+			reqs = append(reqs, r)
+			size.Add(len(r.vs), 0, time.Now())
 		}
 		if timer != nil {
 			timer.Stop()
 		}
-		b.run(batch, n, slot)
+		b.run(reqs, size.Len(), slot)
 	}
 }
 
 // run starts one batch once a run slot is free (holding says the caller
 // already took one). While it waits, requests keep queueing, so a busy
 // model gets larger batches.
-func (b *batcher) run(batch []*batchReq, n int, holding bool) {
+func (b *batcher) run(reqs []*batchReq, n int, holding bool) {
 	vs := make([]featurizer.Vector, 0, n)
-	for _, r := range batch {
+	for _, r := range reqs {
 		vs = append(vs, r.vs...)
 	}
 	if !holding {
@@ -152,7 +156,7 @@ func (b *batcher) run(batch []*batchReq, n int, holding bool) {
 			b.observe(len(vs))
 		}
 		off := 0
-		for _, r := range batch {
+		for _, r := range reqs {
 			if err != nil {
 				r.out <- batchResult{err: err}
 			} else {

@@ -19,6 +19,7 @@ const (
 	codeTooLarge         = "payload_too_large"      // 413: body or upload over the limit
 	codeUnsupportedMedia = "unsupported_media_type" // 415: compressed body
 	codeUnprocessable    = "unprocessable"          // 422: well-formed but invalid (empty or too long text, unknown label)
+	codeConflict         = "conflict"               // 409: the registry refused an alias move (version does not load, nothing to roll back to)
 	codeRateLimited      = "rate_limited"           // 429: the key's token bucket is empty
 	codeUnavailable      = "unavailable"            // 503: feedback not wired, queue full, not ready, timeout
 	codeInternal         = "internal"               // 500: details only in the log

@@ -199,7 +199,7 @@ func authCases() []authCase {
 
 func TestAuthMatrix(t *testing.T) {
 	ts := newTestServer(t, map[string]Model{"support": newFakeModel(t, "support", "v1")}, func(c *Config) {
-		c.ModelsDir = t.TempDir()
+		withJobs(t, c)
 		c.DataRoot = t.TempDir()
 		c.Feedback = func(context.Context, FeedbackRecord) error { return nil }
 	})

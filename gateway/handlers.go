@@ -97,6 +97,9 @@ type ModelInfo struct {
 	CreatedAt time.Time    `json:"created_at"`
 	Metrics   ModelMetrics `json:"metrics" doc:"measured on the held-out validation split"`
 	Training  TrainingInfo `json:"training"`
+	// Aliases and Versions come from the model registry, when the gateway has one.
+	Aliases  map[string]string `json:"aliases,omitempty" doc:"alias -> version; champion is what serves"`
+	Versions []VersionInfo     `json:"versions,omitempty" doc:"every registered version, oldest first"`
 }
 
 // ModelMetrics are a model's validation figures.
@@ -160,8 +163,10 @@ func (s *Server) handleModels(c *fiber.Ctx) error {
 	out := ModelList{Models: []ModelInfo{}}
 	for _, name := range s.models.names() {
 		if e := s.models.acquire(name); e != nil {
-			out.Models = append(out.Models, modelInfo(name, e.model.Manifest(), false))
+			info := modelInfo(name, e.model.Manifest(), false)
 			e.release()
+			s.registryInfo(c, &info)
+			out.Models = append(out.Models, info)
 		}
 	}
 	return c.JSON(out)
@@ -182,8 +187,10 @@ func (s *Server) handleModel(c *fiber.Ctx) error {
 	if ae != nil {
 		return ae
 	}
-	defer e.release()
-	return c.JSON(modelInfo(e.name, e.model.Manifest(), true))
+	info := modelInfo(e.name, e.model.Manifest(), true)
+	e.release()
+	s.registryInfo(c, &info)
+	return c.JSON(info)
 }
 
 func (s *Server) handleModelParams(c *fiber.Ctx) error {

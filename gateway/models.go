@@ -121,20 +121,20 @@ func (o *owners) release(m Model) {
 	}
 }
 
-// registry is the serving set: an immutable map swapped atomically.
-type registry struct {
+// servingSet is the serving set: an immutable map swapped atomically.
+type servingSet struct {
 	mu  sync.Mutex // serialises writers
 	set atomic.Pointer[map[string]*entry]
 }
 
-func newRegistry() *registry {
-	r := &registry{}
+func newServingSet() *servingSet {
+	r := &servingSet{}
 	r.set.Store(&map[string]*entry{})
 	return r
 }
 
 // acquire returns the named model with a reference held, or nil.
-func (r *registry) acquire(name string) *entry {
+func (r *servingSet) acquire(name string) *entry {
 	for {
 		e := (*r.set.Load())[name]
 		if e == nil {
@@ -149,7 +149,7 @@ func (r *registry) acquire(name string) *entry {
 }
 
 // only returns the single loaded model's name, or "" when there are 0 or many.
-func (r *registry) only() string {
+func (r *servingSet) only() string {
 	m := *r.set.Load()
 	if len(m) != 1 {
 		return ""
@@ -160,14 +160,14 @@ func (r *registry) only() string {
 	return ""
 }
 
-func (r *registry) names() []string {
+func (r *servingSet) names() []string {
 	return slices.Sorted(maps.Keys(*r.set.Load()))
 }
 
-func (r *registry) len() int { return len(*r.set.Load()) }
+func (r *servingSet) len() int { return len(*r.set.Load()) }
 
 // put installs e under e.name and retires whatever it replaces.
-func (r *registry) put(e *entry) {
+func (r *servingSet) put(e *entry) {
 	r.mu.Lock()
 	next := maps.Clone(*r.set.Load())
 	old := next[e.name]
@@ -180,7 +180,7 @@ func (r *registry) put(e *entry) {
 }
 
 // clear retires every entry and returns them, so the caller can wait.
-func (r *registry) clear() []*entry {
+func (r *servingSet) clear() []*entry {
 	r.mu.Lock()
 	old := *r.set.Load()
 	r.set.Store(&map[string]*entry{})

@@ -124,7 +124,7 @@ var errorResponses = map[int]struct{ name, desc string }{
 	422: {"Unprocessable", "Well-formed but invalid: empty or over-long text, too many texts, a label the model does not know."},
 	429: {"TooManyRequests", "The API key's rate limit is exhausted; retry after Retry-After seconds."},
 	500: {"Internal", "An internal error; details are only in the server log."},
-	503: {"Unavailable", "Not ready, feedback not configured, training queue full, or a timeout."},
+	503: {"Unavailable", "Not ready, feedback not configured, no trainer, training queue full, or a timeout."},
 }
 
 // operation describes one route for the document.
@@ -182,10 +182,22 @@ func operations(g *schemaGen) []operation {
 			desc:   "The hyper-parameters the search chose, validation metrics, and every setting tried.",
 			params: []obj{pathParam("name", "model name")},
 			status: "200", response: ok("the model's parameters", g.ref(ModelParams{})), errors: withAuth(404)},
+		{method: "post", path: "/v1/models/{name}/promote", id: "promoteModel", summary: "Promote a version", tags: []string{"models"}, scope: ScopeAdmin,
+			desc: "Move the champion alias of the model to a registered version. The registry verifies that the version loads first; " +
+				"every serving process (consumers and gateways) then swaps to it, between two batches. Recorded in the alias history.",
+			params: []obj{pathParam("name", "model name")},
+			body:   obj{"required": true, "content": jsonContent(g.ref(PromoteRequest{}))},
+			status: "200", response: ok("the alias move", g.ref(AliasMove{})), errors: withAuth(400, 404, 409, 413, 415, 503)},
+		{method: "post", path: "/v1/models/{name}/rollback", id: "rollbackModel", summary: "Roll back to the previous champion", tags: []string{"models"}, scope: ScopeAdmin,
+			desc:   "Move the champion alias back to the version that served before the current one. Recorded in the alias history.",
+			params: []obj{pathParam("name", "model name")},
+			body:   obj{"required": false, "content": jsonContent(g.ref(RollbackRequest{}))},
+			status: "200", response: ok("the alias move", g.ref(AliasMove{})), errors: withAuth(400, 404, 409, 413, 415, 503)},
 		{method: "post", path: "/v1/train", id: "train", summary: "Queue a training job", tags: []string{"train"}, scope: ScopeTrain,
 			desc: "Train a model on a file under the server's data root (JSON `data_path`) or on an uploaded CSV/TSV/JSONL file (multipart " +
-				"`file`, size-limited). Jobs run one at a time; `activate` loads the result into the serving set under `name`, replacing the " +
-				"previous model once its in-flight requests finish. Poll the returned location.",
+				"`file`, size-limited). The trainer role runs the job (in this process, or in another one reached through Kafka): it " +
+				"registers the trained bundle as a new version of `name` and, with `activate`, promotes it, so every serving process " +
+				"swaps to it. 503 when no trainer is reachable or its queue is full. Poll the returned location.",
 			body: obj{"required": true, "content": obj{
 				"application/json": obj{"schema": g.ref(TrainRequest{})},
 				"multipart/form-data": obj{"schema": obj{"type": "object", "required": []string{"file", "name"}, "properties": obj{
@@ -203,7 +215,7 @@ func operations(g *schemaGen) []operation {
 			errors: withAuth(400, 413, 415, 422, 503)},
 		{method: "get", path: "/v1/train/{id}", id: "getTrainJob", summary: "Training job status", tags: []string{"train"}, scope: ScopeTrain,
 			params: []obj{pathParam("id", "job id from POST /v1/train")},
-			status: "200", response: ok("the job", g.ref(TrainJob{})), errors: withAuth(404)},
+			status: "200", response: ok("the job", g.ref(TrainJob{})), errors: withAuth(404, 503)},
 		{method: "post", path: "/v1/feedback", id: "feedback", summary: "Submit a human label", tags: []string{"feedback"}, scope: ScopeFeedback,
 			desc: "Validated (the label must be one of the model's labels when `model` is given) and handed to the feedback sink " +
 				"(Kafka). 503 when this gateway has no feedback sink.",

@@ -210,7 +210,7 @@ func asList(v any) []any { l, _ := v.([]any); return l }
 func TestResponsesMatchOpenAPI(t *testing.T) {
 	ts := newTestServer(t, map[string]Model{"support": newFakeModel(t, "support", "v1")}, func(c *Config) {
 		c.Feedback = func(context.Context, FeedbackRecord) error { return nil }
-		c.ModelsDir = t.TempDir()
+		withJobs(t, c)
 		c.DataRoot = t.TempDir()
 	})
 	doc := openAPIDoc(t, ts)

@@ -3,7 +3,6 @@ package gateway
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"mime/multipart"
 	"net/http/httptest"
 	"os"
@@ -150,13 +149,13 @@ func (ts *testServer) waitJob(t *testing.T, id string) TrainJob {
 	}
 }
 
-// TestTrainUploadActivate: upload a CSV, poll to success, and the new
-// version serves under the model's name; the old model keeps working for
-// requests that held it, and the gateway-loaded model is closed on Close.
+// TestTrainUploadActivate: upload a CSV, poll to success; the trainer
+// registers the bundle (which serves correctly) and promotes the version.
+// The gateway's own serving set changes only through promotion events.
 func TestTrainUploadActivate(t *testing.T) {
 	old, _ := trainReal(t, "support", "v1")
-	modelsDir := t.TempDir()
-	ts := newTestServer(t, map[string]Model{"support": old}, func(c *Config) { c.ModelsDir = modelsDir })
+	var tt *testTrainer
+	ts := newTestServer(t, map[string]Model{"support": old}, func(c *Config) { tt = withJobs(t, c) })
 
 	csv, err := os.ReadFile(syntheticCSV(t, t.TempDir(), "new.csv", 7))
 	if err != nil {
@@ -172,31 +171,48 @@ func TestTrainUploadActivate(t *testing.T) {
 		t.Fatalf("accepted: %+v", acc)
 	}
 	j := ts.waitJob(t, acc.ID)
-	if j.Status != JobSucceeded || !j.Activated || j.Progress != 1 || j.Error != "" || j.Source != "upload:tickets.csv" {
+	if j.Status != JobSucceeded || !j.Activated || j.Progress != 1 || j.Error != "" || j.Source != "upload:tickets.csv" || j.Version != "v1" {
 		t.Fatalf("job: %+v", j)
 	}
 	if j.Metrics == nil || j.Metrics.Validation.Accuracy < 0.8 || j.HyperParams["loss"] != "logistic" || j.StartedAt == nil || j.FinishedAt == nil {
 		t.Errorf("job metrics: %+v", j)
 	}
-	if filepath.Dir(j.BundleDir) != modelsDir || filepath.Base(j.BundleDir) != "support-"+j.Version {
-		t.Errorf("bundle dir %q, version %q", j.BundleDir, j.Version)
+	if filepath.Dir(j.BundleDir) != tt.workDir || filepath.Base(j.BundleDir) != "support-"+acc.ID {
+		t.Errorf("bundle dir %q", j.BundleDir)
 	}
-	if _, err := os.Stat(filepath.Join(j.BundleDir, "model.onnx")); err != nil {
-		t.Errorf("bundle: %v", err)
+	if _, err := os.Stat(j.BundleDir); !os.IsNotExist(err) {
+		t.Errorf("training dir kept after registration: %v", err)
+	}
+	if ents, _ := os.ReadDir(tt.uploads); len(ents) != 0 {
+		t.Errorf("upload kept after the job: %v", ents)
+	}
+	regs, proms := tt.reg.snapshot()
+	if len(regs) != 1 || regs[0].name != "support" || regs[0].version != "v1" {
+		t.Fatalf("registered: %+v", regs)
+	}
+	if l := regs[0].lineage; l.JobID != acc.ID || l.Source != "upload:tickets.csv" || len(l.DataSHA256) != 64 || l.Rows != 300 ||
+		l.Metrics["val_accuracy"] != j.Metrics.Validation.Accuracy || l.RequestedBy != "api-key:trainer" || l.Seed != 3 {
+		t.Errorf("lineage: %+v", l)
+	}
+	if want := "support v1 api-key:trainer training job " + acc.ID; len(proms) != 1 || proms[0] != want {
+		t.Errorf("promoted %q, want %q", proms, want)
 	}
 
-	code, _, b = ts.call(t, "POST", "/v1/predict", "predictor", `{"text":"courier parcel tracking","model":"support"}`)
-	p := decodeJSON[PredictResponse](t, b).Predictions[0]
-	if code != 200 || p.Model.Version != j.Version || p.Model.Version == "v1" || p.Label != "shipping" {
-		t.Errorf("after activation: %d %+v (job version %s)", code, p, j.Version)
+	// The registered bundle is the trained model.
+	m, err := inference.Open(regs[0].dir, inference.ModelOptions{})
+	if err != nil {
+		t.Fatal(err)
 	}
+	defer m.Close()
+	preds, err := m.Predict(context.Background(), []string{"courier parcel tracking"})
+	if err != nil || preds[0].Label != "shipping" {
+		t.Errorf("registered model: %+v %v", preds, err)
+	}
+	// Promotion reaches the serving set through the registry's events, not
+	// through the gateway: what it serves is unchanged here.
 	code, _, b = ts.call(t, "GET", "/v1/models/support", "predictor", nil)
-	if info := decodeJSON[ModelInfo](t, b); code != 200 || info.Version != j.Version {
-		t.Errorf("models after activation: %s", b)
-	}
-	// The caller's model was swapped out, not closed: it still predicts.
-	if _, err := old.Predict(context.Background(), []string{"refund"}); err != nil {
-		t.Errorf("caller-owned model closed by the swap: %v", err)
+	if info := decodeJSON[ModelInfo](t, b); code != 200 || info.Version != "v1" {
+		t.Errorf("models after training: %s", b)
 	}
 }
 
@@ -209,8 +225,9 @@ func TestTrainFromDataRoot(t *testing.T) {
 	}
 	os.WriteFile(filepath.Join(root, "notes.txt"), []byte("x"), 0o644)
 	m := newFakeModel(t, "support", "v1")
+	var tt *testTrainer
 	ts := newTestServer(t, map[string]Model{"support": m}, func(c *Config) {
-		c.ModelsDir = t.TempDir()
+		tt = withJobs(t, c)
 		c.DataRoot = root
 	})
 	for _, tc := range []struct {
@@ -240,17 +257,21 @@ func TestTrainFromDataRoot(t *testing.T) {
 		}
 	}
 
-	// A valid job without activate: the bundle is written, nothing swaps.
+	// A valid job without activate: registered, not promoted.
 	code, _, b := ts.call(t, "POST", "/v1/train", "trainer", `{"data_path":"corpora/tickets.csv","name":"tickets","max_epochs":3}`)
 	if code != 202 {
 		t.Fatalf("train: %d %s", code, b)
 	}
 	j := ts.waitJob(t, decodeJSON[TrainAccepted](t, b).ID)
-	if j.Status != JobSucceeded || j.Activated || j.Source != "corpora/tickets.csv" || j.Metrics == nil {
+	if j.Status != JobSucceeded || j.Activated || j.Source != "corpora/tickets.csv" || j.Metrics == nil || j.Version != "v1" {
 		t.Fatalf("job: %+v", j)
 	}
+	regs, proms := tt.reg.snapshot()
+	if len(regs) != 1 || regs[0].lineage.Source != "corpora/tickets.csv" || !filepath.IsAbs(regs[0].lineage.DataPath) || len(proms) != 0 {
+		t.Errorf("registry after a job without activate: %+v %v", regs, proms)
+	}
 	if names := ts.models.names(); !slices.Equal(names, []string{"support"}) {
-		t.Errorf("serving set changed without activate: %v", names)
+		t.Errorf("serving set changed: %v", names)
 	}
 
 	// A job that fails reports why, in the client's terms.
@@ -271,7 +292,7 @@ func TestTrainFromDataRoot(t *testing.T) {
 
 func TestTrainUploadValidation(t *testing.T) {
 	ts := newTestServer(t, map[string]Model{"support": newFakeModel(t, "support", "v1")}, func(c *Config) {
-		c.ModelsDir = t.TempDir()
+		withJobs(t, c)
 		c.UploadLimit = 1 << 10
 	})
 	small := []byte("text,label\na,b\n")
@@ -295,31 +316,5 @@ func TestTrainUploadValidation(t *testing.T) {
 		if e := errBody(t, b); code != tc.status || e.Field != tc.field {
 			t.Errorf("%v %s: %d %+v, want %d field %q", tc.fields, tc.file, code, e, tc.status, tc.field)
 		}
-	}
-	disabled := newTestServer(t, map[string]Model{"support": newFakeModel(t, "support", "v1")}, nil)
-	if code, _, b := disabled.call(t, "POST", "/v1/train", "trainer", `{"data_path":"a.csv","name":"x"}`); code != 503 {
-		t.Errorf("training without models dir: %d %s", code, b)
-	}
-}
-
-func TestJobQueueBound(t *testing.T) {
-	js := newJobs(2)
-	for i := range 3 {
-		j := &job{status: TrainJob{ID: fmt.Sprint("tj_", i), Status: JobQueued}}
-		if ok := js.enqueue(j); ok != (i < 2) {
-			t.Errorf("enqueue %d: %v", i, ok)
-		}
-	}
-	if !js.full() || js.get("tj_0") == nil || js.get("tj_2") != nil {
-		t.Error("queue bookkeeping")
-	}
-	// Finished jobs beyond keepJobs are forgotten, oldest first.
-	js = newJobs(keepJobs + 10)
-	for i := range keepJobs + 5 {
-		j := &job{status: TrainJob{ID: fmt.Sprint("tj_", i), Status: JobSucceeded}}
-		js.enqueue(j)
-	}
-	if js.get("tj_0") != nil || js.get(fmt.Sprint("tj_", keepJobs+4)) == nil || len(js.byID) != keepJobs {
-		t.Errorf("retention: %d jobs kept", len(js.byID))
 	}
 }

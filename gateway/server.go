@@ -28,9 +28,7 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"reflect"
-	"runtime"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -43,6 +41,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/triage-ml/triage/batch"
 	"github.com/triage-ml/triage/inference"
 	"github.com/triage-ml/triage/trainer"
 )
@@ -113,21 +112,22 @@ type Config struct {
 	BatchMaxWait           time.Duration
 	BatchConcurrency       int
 
+	// Jobs runs POST /v1/train jobs: the trainer role in this process
+	// (*trainer.JobService) or in another one (*trainer.KafkaJobs). nil
+	// answers /v1/train with 503.
+	Jobs trainer.Jobs
 	// DataRoot is the folder server-side training data paths (POST
 	// /v1/train {"data_path"}) are relative to; "" disables them (uploads
-	// still work). ModelsDir is where trained bundles are written, as
-	// NAME-VERSION/; "" disables training. Uploads are kept (the bundle
-	// records its training file) under UploadDir, default ModelsDir/uploads.
-	DataRoot  string
-	ModelsDir string
+	// still work). The trainer must see it at the same path.
+	DataRoot string
+	// UploadDir is where uploads are written for the trainer, which removes
+	// them when the job ends; default Jobs' UploadDir() when it has one,
+	// else trainer.DefaultUploadDir().
 	UploadDir string
-	// TrainQueue bounds queued training jobs (default 4; full: 503).
-	// TrainWorkers is the trainer's parallelism (default GOMAXPROCS/2).
-	TrainQueue   int
-	TrainWorkers int
-	// TrainEncoder, when set, makes training jobs train hybrid heads
-	// (n-grams + this sentence encoder), like the models being served.
-	TrainEncoder *trainer.EncoderSource
+
+	// Registry, when set, adds versions and aliases to GET /v1/models and
+	// serves the admin routes that promote and roll back models.
+	Registry Registry
 
 	// Registerer receives the gateway's metrics; Gatherer serves /metrics.
 	// Default: a fresh registry. A *prometheus.Registry serves as both.
@@ -154,11 +154,12 @@ func (c *Config) defaults() error {
 		c.BatchMaxWait = time.Millisecond
 	}
 	c.BatchConcurrency = cmp.Or(c.BatchConcurrency, 1)
-	c.TrainQueue = cmp.Or(c.TrainQueue, 4)
-	c.TrainWorkers = cmp.Or(c.TrainWorkers, max(1, runtime.GOMAXPROCS(0)/2))
 	c.ShutdownTimeout = cmp.Or(c.ShutdownTimeout, 10*time.Second)
-	if c.UploadDir == "" && c.ModelsDir != "" {
-		c.UploadDir = filepath.Join(c.ModelsDir, "uploads")
+	if c.UploadDir == "" {
+		c.UploadDir = trainer.DefaultUploadDir()
+		if j, ok := c.Jobs.(interface{ UploadDir() string }); ok {
+			c.UploadDir = j.UploadDir()
+		}
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -195,11 +196,14 @@ func (c *Config) defaults() error {
 		name string
 		n    int
 	}{{"body limit", c.BodyLimit}, {"upload limit", c.UploadLimit}, {"max batch", c.MaxBatch},
-		{"max text bytes", c.MaxTextBytes}, {"batch max texts", c.BatchMaxTexts}, {"batch concurrency", c.BatchConcurrency},
-		{"train queue", c.TrainQueue}, {"train workers", c.TrainWorkers}} {
+		{"max text bytes", c.MaxTextBytes}, {"batch max texts", c.BatchMaxTexts}, {"batch concurrency", c.BatchConcurrency}} {
 		if v.n < 1 {
 			errs = append(errs, fmt.Errorf("%s %d: must be >= 1", v.name, v.n))
 		}
+	}
+	// Counts below 1 are reported above; this adds the wait's bounds.
+	if err := c.batchPolicy().Validate(); err != nil && c.BatchMaxTexts >= 1 {
+		errs = append(errs, fmt.Errorf("dynamic batching: %w", err))
 	}
 	if len(c.Keys) == 0 && !c.DisableAuth {
 		errs = append(errs, errors.New("no API keys: give a keys file (create one with `triage apikey add`) or disable auth for local development"))
@@ -216,6 +220,12 @@ func (c *Config) defaults() error {
 	return errors.Join(errs...)
 }
 
+// batchPolicy is the dynamic batching policy; a negative BatchMaxWait
+// (no wait) is the policy's zero wait.
+func (c *Config) batchPolicy() batch.Policy {
+	return batch.Policy{MaxCount: c.BatchMaxTexts, MaxWait: max(c.BatchMaxWait, 0)}
+}
+
 // Server is the REST gateway.
 type Server struct {
 	cfg     Config
@@ -223,13 +233,12 @@ type Server struct {
 	app     *fiber.App
 	metrics *metrics
 	keys    *keyring
-	models  *registry
-	jobs    *jobs
+	models  *servingSet
 	owners  *owners
 	ui      uiPage
 	openapi []byte
 
-	ctx       context.Context // ends on Close: batch runs and training
+	ctx       context.Context // ends on Close: batch runs
 	cancel    context.CancelFunc
 	workers   sync.WaitGroup
 	listening atomic.Bool
@@ -238,8 +247,7 @@ type Server struct {
 	ran       atomic.Bool
 }
 
-// New builds the gateway: routes, metrics, batchers and the training
-// worker. Serve it with Run, or drive App() directly in tests; Close
+// New builds the gateway: routes, metrics and batchers. Serve it with Run, or drive App() directly in tests; Close
 // releases it (Run does so when it returns).
 func New(cfg Config) (*Server, error) {
 	if err := cfg.defaults(); err != nil {
@@ -253,7 +261,7 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, metrics: m, models: newRegistry(), ui: ui,
+	s := &Server{cfg: cfg, log: cfg.Logger, metrics: m, models: newServingSet(), ui: ui,
 		owners: &owners{count: map[Model]int{}, log: cfg.Logger},
 		keys:   newKeyring(cfg.Keys, cfg.DisableAuth, cfg.DefaultRate, cfg.DefaultBurst)}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
@@ -263,7 +271,6 @@ func New(cfg Config) (*Server, error) {
 	for name, model := range cfg.Models {
 		s.models.put(s.newEntry(name, model, cfg.OwnModels))
 	}
-	s.jobs = newJobs(cfg.TrainQueue)
 	s.app = fiber.New(fiber.Config{
 		AppName:               "triage-gateway",
 		BodyLimit:             max(cfg.BodyLimit, cfg.UploadLimit+1<<20), // per-route limits are checked in handlers
@@ -280,11 +287,6 @@ func New(cfg Config) (*Server, error) {
 		s.Close()
 		return nil, err
 	}
-	s.workers.Add(1)
-	go func() {
-		defer s.workers.Done()
-		s.trainLoop()
-	}()
 	return s, nil
 }
 
@@ -336,8 +338,8 @@ func (s *Server) Run(ctx context.Context) error {
 	return nil
 }
 
-// Close stops the training worker (cancelling a running job), retires every
-// model (closing those the gateway loaded) and waits for both.
+// Close retires every model (closing those the gateway owns) and waits for
+// them.
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
 		s.cancel()
@@ -377,7 +379,7 @@ func (s *Server) newEntry(name string, m Model, owned bool) *entry {
 	}
 	if !s.cfg.DisableDynamicBatching {
 		hist := s.metrics.batchSize.WithLabelValues(name)
-		e.batcher = newBatcher(s.ctx, m, s.cfg.BatchMaxTexts, s.cfg.BatchMaxWait, s.cfg.BatchConcurrency,
+		e.batcher = newBatcher(s.ctx, m, s.cfg.batchPolicy(), s.cfg.BatchConcurrency,
 			func(n int) { hist.Observe(float64(n)) })
 	}
 	return e
@@ -397,6 +399,8 @@ func (s *Server) routes() {
 	s.add(fiber.MethodGet, "/v1/models", ScopePredict, s.handleModels)
 	s.add(fiber.MethodGet, "/v1/models/:name", ScopePredict, s.handleModel)
 	s.add(fiber.MethodGet, "/v1/models/:name/params", ScopePredict, s.handleModelParams)
+	s.add(fiber.MethodPost, "/v1/models/:name/promote", ScopeAdmin, s.handlePromote)
+	s.add(fiber.MethodPost, "/v1/models/:name/rollback", ScopeAdmin, s.handleRollback)
 	s.add(fiber.MethodPost, "/v1/train", ScopeTrain, s.handleTrain)
 	s.add(fiber.MethodGet, "/v1/train/:id", ScopeTrain, s.handleTrainStatus)
 	s.add(fiber.MethodPost, "/v1/feedback", ScopeFeedback, s.handleFeedback)

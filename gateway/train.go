@@ -2,12 +2,9 @@ package gateway
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
-	"log/slog"
 	"mime/multipart"
 	"net/http"
 	"os"
@@ -15,8 +12,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -24,12 +19,12 @@ import (
 	"github.com/triage-ml/triage/trainer"
 )
 
-// Training job states.
+// Training job states, as GET /v1/train/{id} reports them.
 const (
-	JobQueued    = "queued"
-	JobRunning   = "running"
-	JobSucceeded = "succeeded"
-	JobFailed    = "failed"
+	JobQueued    = trainer.JobQueued
+	JobRunning   = trainer.JobRunning
+	JobSucceeded = trainer.JobSucceeded
+	JobFailed    = trainer.JobFailed
 )
 
 // TrainRequest is the JSON form of POST /v1/train. The multipart form takes
@@ -39,8 +34,8 @@ type TrainRequest struct {
 	DataPath    string  `json:"data_path" doc:"CSV, TSV or JSONL file, relative to the server's data root"`
 	TextColumn  string  `json:"text_column,omitempty" doc:"column (or JSON key) holding the text; default text"`
 	LabelColumn string  `json:"label_column,omitempty" doc:"column (or JSON key) holding the label; default label"`
-	Name        string  `json:"name" doc:"model name: the bundle is written as NAME-VERSION and, with activate, served as NAME"`
-	Activate    bool    `json:"activate,omitempty" doc:"load the trained model into the serving set under name, replacing any model of that name"`
+	Name        string  `json:"name" doc:"model name: the trained bundle is registered as a new version of NAME"`
+	Activate    bool    `json:"activate,omitempty" doc:"promote the new version to serve as name once it is registered"`
 	Seed        *uint64 `json:"seed,omitempty" doc:"validation split and initialisation seed; default 42"`
 	MaxEpochs   int     `json:"max_epochs,omitempty" doc:"epoch cap per hyper-parameter setting, 1..1000; default 20"`
 }
@@ -61,87 +56,15 @@ type TrainJob struct {
 	Progress    float64        `json:"progress" doc:"0..1"`
 	Source      string         `json:"source" doc:"data_path, or upload:FILENAME"`
 	Activate    bool           `json:"activate"`
-	Activated   bool           `json:"activated" doc:"the model now serves under name"`
+	Activated   bool           `json:"activated" doc:"the new version was promoted to serve as name"`
 	CreatedAt   time.Time      `json:"created_at"`
 	StartedAt   *time.Time     `json:"started_at,omitempty"`
 	FinishedAt  *time.Time     `json:"finished_at,omitempty"`
-	Version     string         `json:"version,omitempty"`
-	BundleDir   string         `json:"bundle_dir,omitempty" doc:"where the bundle was written on the server"`
+	Version     string         `json:"version,omitempty" doc:"the registry version of the trained model"`
+	BundleDir   string         `json:"bundle_dir,omitempty" doc:"where the trainer wrote the bundle before registering it"`
 	Metrics     *ModelMetrics  `json:"metrics,omitempty" doc:"validation figures of the trained model"`
 	HyperParams map[string]any `json:"hyper_params,omitempty" doc:"the chosen hyper-parameters"`
 	Error       string         `json:"error,omitempty" doc:"why the job failed"`
-}
-
-// job is one training run.
-type job struct {
-	opts     trainer.Options
-	upload   string // uploaded file to keep or remove
-	dataPath string // the server-side path, replaced by source in messages
-
-	mu     sync.Mutex
-	status TrainJob
-}
-
-func (j *job) snapshot() TrainJob {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	return j.status
-}
-
-func (j *job) update(f func(*TrainJob)) {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	f(&j.status)
-}
-
-func (j *job) progress(p float64, stage string) {
-	j.update(func(t *TrainJob) { t.Progress, t.Stage = max(t.Progress, p), stage })
-}
-
-// jobs is the queue and the record of recent jobs.
-type jobs struct {
-	queue chan *job
-	mu    sync.Mutex
-	byID  map[string]*job
-	order []string
-}
-
-// keepJobs bounds how many jobs are remembered; the oldest finished ones go first.
-const keepJobs = 200
-
-func newJobs(queue int) *jobs {
-	return &jobs{queue: make(chan *job, queue), byID: map[string]*job{}}
-}
-
-func (js *jobs) full() bool { return len(js.queue) == cap(js.queue) }
-
-// enqueue records and queues j, or reports the queue full.
-func (js *jobs) enqueue(j *job) bool {
-	js.mu.Lock()
-	defer js.mu.Unlock()
-	select {
-	case js.queue <- j:
-	default:
-		return false
-	}
-	js.byID[j.status.ID] = j
-	js.order = append(js.order, j.status.ID)
-	for i := 0; len(js.order) > keepJobs && i < len(js.order); {
-		old := js.byID[js.order[i]].snapshot()
-		if old.Status == JobSucceeded || old.Status == JobFailed {
-			delete(js.byID, js.order[i])
-			js.order = append(js.order[:i], js.order[i+1:]...)
-			continue
-		}
-		i++
-	}
-	return true
-}
-
-func (js *jobs) get(id string) *job {
-	js.mu.Lock()
-	defer js.mu.Unlock()
-	return js.byID[id]
 }
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`)
@@ -150,18 +73,18 @@ func validName(s string) bool { return nameRE.MatchString(s) }
 
 var dataExts = map[string]bool{".csv": true, ".tsv": true, ".jsonl": true, ".ndjson": true, ".json": true}
 
-func newID() string {
-	var b [8]byte
-	rand.Read(b[:])
-	return "tj_" + hex.EncodeToString(b[:])
+// errNoTrainer answers /v1/train on a gateway without Config.Jobs.
+func errNoTrainer() *apiError {
+	return unavailable("no trainer role in this process and no Kafka link to one: training is unavailable on this gateway " +
+		"(run the trainer role here, as `triage dev` does, or give the gateway the Kafka brokers of a trainer)")
 }
 
+// submitTimeout bounds handing a job to the trainer (a Kafka produce).
+const submitTimeout = 15 * time.Second
+
 func (s *Server) handleTrain(c *fiber.Ctx) error {
-	if s.cfg.ModelsDir == "" {
-		return unavailable("training is disabled on this gateway (no models directory configured)")
-	}
-	if s.jobs.full() {
-		return queueFull()
+	if s.cfg.Jobs == nil {
+		return errNoTrainer()
 	}
 	var req TrainRequest
 	var fh *multipart.FileHeader
@@ -180,33 +103,65 @@ func (s *Server) handleTrain(c *fiber.Ctx) error {
 			return ae
 		}
 	}
-	id := newID()
-	j, ae := s.newJob(id, req, fh != nil)
+	r, ae := s.jobRequest(req, fh != nil)
 	if ae != nil {
 		return ae
 	}
+	r.ID, r.RequestedBy = trainer.NewJobID(), s.who(c)
 	if fh != nil {
-		ext := strings.ToLower(filepath.Ext(fh.Filename))
-		if err := os.MkdirAll(s.cfg.UploadDir, 0o750); err != nil {
+		// The trainer reads the upload from UploadDir and removes it when
+		// the job ends; until Submit succeeds it is ours to remove.
+		dir, err := filepath.Abs(s.cfg.UploadDir)
+		if err != nil {
 			return fmt.Errorf("upload dir: %w", err)
 		}
-		j.upload = filepath.Join(s.cfg.UploadDir, id+ext)
-		if err := c.SaveFile(fh, j.upload); err != nil {
+		if err := os.MkdirAll(dir, 0o750); err != nil {
+			return fmt.Errorf("upload dir: %w", err)
+		}
+		r.DataPath = filepath.Join(dir, r.ID+strings.ToLower(filepath.Ext(fh.Filename)))
+		if err := c.SaveFile(fh, r.DataPath); err != nil {
+			s.removeAll(r.DataPath)
 			return fmt.Errorf("save upload: %w", err)
 		}
-		j.opts.DataPath, j.dataPath = j.upload, j.upload
-		j.status.Source = "upload:" + safeFilename(fh.Filename)
+		r.Source, r.Upload = "upload:"+safeFilename(fh.Filename), true
 	}
-	if !s.jobs.enqueue(j) {
-		if j.upload != "" {
-			s.removeAll(j.upload)
+	ctx, cancel := context.WithTimeout(c.UserContext(), submitTimeout)
+	defer cancel()
+	st, err := s.cfg.Jobs.Submit(ctx, r)
+	if err != nil {
+		if r.Upload {
+			s.removeAll(r.DataPath)
 		}
-		return queueFull()
+		return s.jobsError(err)
 	}
-	s.log.Info("training job queued", "job", id, "name", req.Name, "source", j.status.Source, "key", c.Locals(localKeyName))
-	loc := "/v1/train/" + id
+	s.log.Info("training job submitted", "job", st.ID, "name", r.Name, "source", r.Source, "activate", r.Activate, "by", r.RequestedBy)
+	loc := "/v1/train/" + st.ID
 	c.Location(loc)
-	return c.Status(http.StatusAccepted).JSON(TrainAccepted{ID: id, Status: JobQueued, Location: loc})
+	return c.Status(http.StatusAccepted).JSON(TrainAccepted{ID: st.ID, Status: st.Status, Location: loc})
+}
+
+// jobsError maps the trainer's refusals to answers; transport failures
+// are logged and answered 503.
+func (s *Server) jobsError(err error) error {
+	switch {
+	case errors.Is(err, trainer.ErrQueueFull):
+		return queueFull()
+	case errors.Is(err, trainer.ErrStopped):
+		ae := unavailable("the trainer is shutting down; retry later")
+		ae.retryAfter = 30
+		return ae
+	case errors.Is(err, trainer.ErrInvalidJob):
+		// The request passed the gateway's checks; the trainer's own
+		// settings (its data roots, its uploads folder) refused it.
+		s.log.Warn("the trainer refused a training job", "err", err)
+		return unprocessable("", "the trainer refused the job: %v", err)
+	case errors.Is(err, trainer.ErrJobNotFound), errors.Is(err, trainer.ErrDuplicateJob):
+		return err // internal: ids are the gateway's own
+	}
+	s.log.Error("training service unreachable", "err", err)
+	ae := unavailable("the training service is unavailable; retry later")
+	ae.retryAfter = 10
+	return ae
 }
 
 func queueFull() *apiError {
@@ -285,43 +240,34 @@ func (s *Server) parseTrainForm(c *fiber.Ctx) (TrainRequest, *multipart.FileHead
 	return req, fh, nil
 }
 
-// newJob validates req and prepares the trainer options.
-func (s *Server) newJob(id string, req TrainRequest, upload bool) (*job, *apiError) {
+// jobRequest validates req into a trainer request (without the data of
+// an upload, which the caller adds).
+func (s *Server) jobRequest(req TrainRequest, upload bool) (trainer.JobRequest, *apiError) {
+	var r trainer.JobRequest
 	if req.Name == "" {
-		return nil, badRequest("name", "name is required")
+		return r, badRequest("name", "name is required")
 	}
 	if !validName(req.Name) {
-		return nil, unprocessable("name", "name %q: use 1-64 letters, digits, '_' or '-', starting with a letter or digit", req.Name)
+		return r, unprocessable("name", "name %q: use 1-64 letters, digits, '_' or '-', starting with a letter or digit", req.Name)
 	}
 	for _, f := range []struct{ name, v string }{{"text_column", req.TextColumn}, {"label_column", req.LabelColumn}} {
 		if len(f.v) > maxShortField {
-			return nil, unprocessable(f.name, "%s is %d bytes; the limit is %d", f.name, len(f.v), maxShortField)
+			return r, unprocessable(f.name, "%s is %d bytes; the limit is %d", f.name, len(f.v), maxShortField)
 		}
 	}
 	if req.MaxEpochs < 0 || req.MaxEpochs > 1000 {
-		return nil, unprocessable("max_epochs", "max_epochs %d: must be 1..1000", req.MaxEpochs)
+		return r, unprocessable("max_epochs", "max_epochs %d: must be 1..1000", req.MaxEpochs)
 	}
-	j := &job{}
+	r = trainer.JobRequest{Name: req.Name, TextColumn: req.TextColumn, LabelColumn: req.LabelColumn,
+		Activate: req.Activate, Seed: req.Seed, MaxEpochs: req.MaxEpochs, Source: req.DataPath}
 	if !upload {
 		path, ae := s.resolveDataPath(req.DataPath)
 		if ae != nil {
-			return nil, ae
+			return r, ae
 		}
-		j.opts.DataPath, j.dataPath = path, path
+		r.DataPath = path
 	}
-	seed := uint64(42)
-	if req.Seed != nil {
-		seed = *req.Seed
-	}
-	version := time.Now().UTC().Format("20060102T150405Z") + "-" + id[len(id)-6:]
-	j.opts = trainer.Options{
-		DataPath: j.opts.DataPath, TextColumn: req.TextColumn, LabelColumn: req.LabelColumn,
-		OutDir: filepath.Join(s.cfg.ModelsDir, req.Name+"-"+version), Name: req.Name, Version: version,
-		Seed: seed, MaxEpochs: req.MaxEpochs, Workers: s.cfg.TrainWorkers, Encoder: s.cfg.TrainEncoder,
-	}
-	j.status = TrainJob{ID: id, Name: req.Name, Status: JobQueued, Source: req.DataPath, Activate: req.Activate,
-		CreatedAt: time.Now().UTC(), Version: version}
-	return j, nil
+	return r, nil
 }
 
 // resolveDataPath maps a client's data_path to a regular file inside the
@@ -340,7 +286,12 @@ func (s *Server) resolveDataPath(rel string) (string, *apiError) {
 	if ext := strings.ToLower(filepath.Ext(rel)); !dataExts[ext] {
 		return "", unprocessable("data_path", "data_path %q: use a .csv, .tsv, .jsonl or .ndjson file", rel)
 	}
-	root, err := filepath.EvalSymlinks(s.cfg.DataRoot)
+	// Absolute, so a trainer in another process (same volume, another
+	// working directory) finds the file too.
+	root, err := filepath.Abs(s.cfg.DataRoot)
+	if err == nil {
+		root, err = filepath.EvalSymlinks(root)
+	}
 	if err != nil {
 		s.log.Error("data root unavailable", "root", s.cfg.DataRoot, "err", err)
 		return "", unavailable("the server's data root is unavailable")
@@ -378,138 +329,28 @@ func safeFilename(name string) string {
 }
 
 func (s *Server) handleTrainStatus(c *fiber.Ctx) error {
-	j := s.jobs.get(c.Params("id"))
-	if j == nil {
+	if s.cfg.Jobs == nil {
+		return errNoTrainer()
+	}
+	ctx, cancel := context.WithTimeout(c.UserContext(), submitTimeout)
+	defer cancel()
+	st, err := s.cfg.Jobs.Get(ctx, c.Params("id"))
+	if errors.Is(err, trainer.ErrJobNotFound) {
 		return notFound("no training job %q", c.Params("id"))
 	}
-	return c.JSON(j.snapshot())
-}
-
-// trainLoop runs queued jobs one at a time until Close.
-func (s *Server) trainLoop() {
-	for {
-		select {
-		case <-s.ctx.Done():
-			for {
-				select {
-				case j := <-s.jobs.queue:
-					s.finish(j, errors.New("the gateway shut down before the job started"))
-				default:
-					return
-				}
-			}
-		case j := <-s.jobs.queue:
-			s.runJob(j)
-		}
-	}
-}
-
-func (s *Server) runJob(j *job) {
-	id := j.snapshot().ID
-	now := time.Now().UTC()
-	j.update(func(t *TrainJob) { t.Status, t.StartedAt, t.Stage, t.Progress = JobRunning, &now, "loading data", 0.02 })
-	log := s.log.With("job", id, "name", j.opts.Name)
-	log.Info("training job started")
-
-	grid := j.opts
-	_ = grid.Validate() // fills the default grid, to count trials for progress
-	trials := max(1, len(grid.Losses)*len(grid.LearningRates)*len(grid.L2s))
-	if grid.Encoder != nil {
-		trials *= max(1, len(grid.EncoderScales))
-	}
-	opts := j.opts
-	opts.Logger = slog.New(&progressHandler{next: log.Handler(), job: j, trials: trials, done: new(atomic.Int64)})
-	res, err := trainer.Train(s.ctx, opts)
 	if err != nil {
-		log.Error("training job failed", "err", err)
-		s.finish(j, err)
-		return
+		return s.jobsError(err)
 	}
-	m := res.Manifest
-	metrics := &ModelMetrics{Validation: validation(m.Metrics.Validation, false), TrainAccuracy: m.Metrics.TrainAcc}
-	j.update(func(t *TrainJob) {
-		t.Version, t.BundleDir, t.Metrics, t.HyperParams = m.Version, res.Dir, metrics, m.HyperParams
-	})
-	if j.snapshot().Activate {
-		j.progress(0.97, "activating")
-		model, err := s.cfg.OpenModel(res.Dir)
-		if err != nil {
-			log.Error("activate trained model", "dir", res.Dir, "err", err)
-			s.finish(j, errors.New("activate: the trained bundle could not be loaded (see the server log)"))
-			return
-		}
-		s.models.put(s.newEntry(j.opts.Name, model, true))
-		j.update(func(t *TrainJob) { t.Activated = true })
-		log.Info("model activated", "version", m.Version, "dir", res.Dir)
+	return c.JSON(trainJob(st))
+}
+
+// trainJob is a trainer status in the shape of GET /v1/train/{id}.
+func trainJob(st trainer.JobStatus) TrainJob {
+	j := TrainJob{ID: st.ID, Name: st.Name, Status: st.Status, Stage: st.Stage, Progress: st.Progress, Source: st.Source,
+		Activate: st.Activate, Activated: st.Activated, CreatedAt: st.CreatedAt, StartedAt: st.StartedAt,
+		FinishedAt: st.FinishedAt, Version: st.Version, BundleDir: st.BundleDir, HyperParams: st.HyperParams, Error: st.Error}
+	if m := st.Metrics; m != nil {
+		j.Metrics = &ModelMetrics{Validation: validation(m.Validation, false), TrainAccuracy: m.TrainAccuracy}
 	}
-	s.finish(j, nil)
-}
-
-// finish marks j succeeded or failed. Error text has server paths replaced
-// by what the client sent.
-func (s *Server) finish(j *job, err error) {
-	now := time.Now().UTC()
-	j.update(func(t *TrainJob) {
-		t.FinishedAt = &now
-		if err == nil {
-			t.Status, t.Stage, t.Progress = JobSucceeded, "done", 1
-			return
-		}
-		msg := err.Error()
-		if errors.Is(err, context.Canceled) {
-			msg = "cancelled: the gateway shut down"
-		}
-		if j.dataPath != "" {
-			msg = strings.ReplaceAll(msg, j.dataPath, t.Source)
-		}
-		for _, p := range []string{j.opts.OutDir, s.cfg.ModelsDir, s.cfg.DataRoot, s.cfg.UploadDir} {
-			if p != "" {
-				msg = strings.ReplaceAll(msg, p, "<server>")
-			}
-		}
-		t.Status, t.Stage, t.Error = JobFailed, "", msg
-	})
-	if err != nil && j.upload != "" {
-		s.removeAll(j.upload) // kept only as the provenance of a trained bundle
-	}
-	s.metrics.trainJobs.WithLabelValues(j.snapshot().Status).Inc()
-}
-
-// progressHandler reads the trainer's log records to report progress:
-// data loaded, featurised, each hyper-parameter trial done, bundle written.
-type progressHandler struct {
-	next   slog.Handler
-	job    *job
-	trials int
-	done   *atomic.Int64
-}
-
-func (h *progressHandler) Enabled(ctx context.Context, l slog.Level) bool {
-	return l >= slog.LevelInfo || h.next.Enabled(ctx, l)
-}
-
-func (h *progressHandler) Handle(ctx context.Context, r slog.Record) error {
-	switch r.Message {
-	case "data loaded":
-		h.job.progress(0.10, "featurising")
-	case "featurised":
-		h.job.progress(0.20, "searching hyper-parameters")
-	case "trial done":
-		n := h.done.Add(1)
-		h.job.progress(0.20+0.70*float64(n)/float64(h.trials), "searching hyper-parameters")
-	case "model written":
-		h.job.progress(0.95, "bundle written")
-	}
-	if h.next.Enabled(ctx, r.Level) {
-		return h.next.Handle(ctx, r)
-	}
-	return nil
-}
-
-func (h *progressHandler) WithAttrs(as []slog.Attr) slog.Handler {
-	return &progressHandler{next: h.next.WithAttrs(as), job: h.job, trials: h.trials, done: h.done}
-}
-
-func (h *progressHandler) WithGroup(name string) slog.Handler {
-	return &progressHandler{next: h.next.WithGroup(name), job: h.job, trials: h.trials, done: h.done}
+	return j
 }

@@ -9,7 +9,8 @@ import (
 	"slices"
 	"sync"
 
-	"github.com/triage-ml/triage/encoder"
+	"github.com/triage-ml/triage/batch"
+	"github.com/triage-ml/triage/encoderdir"
 	"github.com/triage-ml/triage/tokenizer"
 )
 
@@ -25,26 +26,24 @@ type EncoderConfig struct {
 	InputIDs     string
 	InputMask    string
 	Output       string
-	Variant      string // encoder.VariantFP32 or VariantInt8
+	Variant      string // encoderdir.VariantFP32 or VariantInt8
 }
 
 // oneTextPerRun: dynamically quantised (int8) graphs quantise activations
 // with one scale per tensor, so a text's embedding would depend on which
 // texts share its batch (measured: up to a point of validation accuracy
 // between batchings); they run each text alone.
-func (c EncoderConfig) oneTextPerRun() bool { return c.Variant == encoder.VariantInt8 }
+func (c EncoderConfig) oneTextPerRun() bool { return c.Variant == encoderdir.VariantInt8 }
 
-// Chunking limits for one ONNX Runtime call: at most maxChunkTexts texts
-// and maxChunkTokens padded tokens (bounds activation memory, ~20 MB per
-// 1k tokens for a 384-wide model's FFN).
-const (
-	maxChunkTexts  = 64
-	maxChunkTokens = 8192
-	// chunkOverheadTokens is a Run call's fixed cost in token-equivalents,
-	// used to decide when splitting a batch by length saves more padding
-	// than the extra call costs.
-	chunkOverheadTokens = 48
-)
+// chunkPolicy bounds one ONNX Runtime call: at most 64 texts and 8192
+// padded tokens (bounds activation memory, ~20 MB per 1k tokens for a
+// 384-wide model's FFN). No wait: chunks are planned from texts in hand.
+var chunkPolicy = batch.Policy{MaxCount: 64, MaxTokens: 8192}
+
+// chunkOverheadTokens is a Run call's fixed cost in token-equivalents, used
+// to decide when splitting a batch by length saves more padding than the
+// extra call costs.
+const chunkOverheadTokens = 48
 
 // Encoder turns texts into sentence embeddings: WordPiece in Go, the
 // transformer in ONNX Runtime, texts grouped by length so a batch pads to
@@ -53,37 +52,25 @@ type Encoder struct {
 	cfg      EncoderConfig
 	tok      *tokenizer.WordPiece
 	pool     *SessionPool
-	manifest *encoder.Manifest // set when opened from an encoder folder
+	manifest *encoderdir.Manifest // set when opened from an encoder folder
 }
 
 // OpenEncoderDir opens a converted encoder directory (encoder.json) in the
 // given variant (fp32 or int8).
 func OpenEncoderDir(dir, variant string, opts ModelOptions) (*Encoder, error) {
-	m, err := encoder.ReadManifest(dir)
+	m, err := encoderdir.Read(dir)
 	if err != nil {
 		return nil, err
 	}
-	file, err := encoder.VariantFile(variant)
+	file, err := encoderdir.VariantFile(variant)
 	if err != nil {
 		return nil, err
 	}
-	// The files must be the ones encoder.json describes: a folder rebuilt
-	// under a running process must not be mixed with the old manifest.
-	for _, name := range []string{file, encoder.VocabFile} {
-		want, ok := m.Files[name]
-		if !ok {
-			return nil, fmt.Errorf("encoder %q: %s is not listed in %s (for int8, run scripts/quantize-encoder.py)", dir, name, encoder.ManifestFile)
-		}
-		got, err := encoder.FileSHA256(filepath.Join(dir, name))
-		if err != nil {
-			return nil, fmt.Errorf("encoder %q: %w", dir, err)
-		}
-		if got != want {
-			return nil, fmt.Errorf("encoder %q: %s checksum mismatch with %s (folder modified or rebuilt?)", dir, name, encoder.ManifestFile)
-		}
+	if err := encoderdir.Verify(dir, m, file, encoderdir.VocabFile); err != nil {
+		return nil, err
 	}
 	e, err := OpenEncoder(EncoderConfig{
-		ModelPath: filepath.Join(dir, file), VocabPath: filepath.Join(dir, encoder.VocabFile),
+		ModelPath: filepath.Join(dir, file), VocabPath: filepath.Join(dir, encoderdir.VocabFile),
 		Lowercase: m.Lowercase, StripAccents: m.StripAccents, MaxLength: m.MaxLength, Dim: m.HiddenSize,
 		InputIDs: m.InputIDs, InputMask: m.InputMask, Output: m.Output, Variant: variant,
 	}, opts)
@@ -96,7 +83,7 @@ func OpenEncoderDir(dir, variant string, opts ModelOptions) (*Encoder, error) {
 
 // Manifest is the encoder.json the encoder was opened with (nil when it was
 // opened from a bundle).
-func (e *Encoder) Manifest() *encoder.Manifest { return e.manifest }
+func (e *Encoder) Manifest() *encoderdir.Manifest { return e.manifest }
 
 // OpenEncoder loads the vocabulary and starts the encoder's sessions.
 func OpenEncoder(cfg EncoderConfig, opts ModelOptions) (*Encoder, error) {
@@ -184,11 +171,11 @@ func (e *Encoder) Embed(ctx context.Context, tokens [][]int64) ([]float32, error
 		lengths[i] = len(tokens[j])
 	}
 	var ids, mask []int64
-	maxTexts := maxChunkTexts
+	policy := chunkPolicy
 	if e.cfg.oneTextPerRun() {
-		maxTexts = 1
+		policy.MaxCount = 1
 	}
-	for _, c := range planChunks(lengths, chunkOverheadTokens, maxTexts, maxChunkTokens) {
+	for _, c := range planChunks(lengths, chunkOverheadTokens, policy) {
 		L := lengths[c[1]-1]
 		B := c[1] - c[0]
 		ids = slices.Grow(ids[:0], B*L)[:B*L]
@@ -218,17 +205,19 @@ func (e *Encoder) Embed(ctx context.Context, tokens [][]int64) ([]float32, error
 // planChunks splits lengths (sorted ascending) into runs [lo,hi) that
 // minimise Σ(overhead + count·maxLength): the padded tokens computed plus a
 // per-call cost, so similar lengths share a call and one long text does not
-// pad a whole batch. Exact by dynamic programming; n is a batch, so O(n·k)
-// with k ≤ maxTexts is cheap.
-func planChunks(lengths []int, overhead, maxTexts, maxTokens int) [][2]int {
+// pad a whole batch. A chunk stays within p's MaxCount texts and MaxTokens
+// padded tokens, except that a text too long for MaxTokens runs alone.
+// Exact by dynamic programming; n is a batch, so O(n·k) with k ≤ MaxCount
+// is cheap.
+func planChunks(lengths []int, overhead int, p batch.Policy) [][2]int {
 	n := len(lengths)
 	best := make([]int, n+1)
 	from := make([]int, n+1)
 	for i := 1; i <= n; i++ {
 		best[i] = -1
 		L := lengths[i-1]
-		for j := i - 1; j >= 0 && i-j <= maxTexts; j-- {
-			if i-j > 1 && (i-j)*L > maxTokens {
+		for j := i - 1; j >= 0; j-- {
+			if k := i - j; k > 1 && !p.Fits(k, k*L) {
 				break
 			}
 			c := best[j] + overhead + (i-j)*L

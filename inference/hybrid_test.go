@@ -8,8 +8,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/triage-ml/triage/batch"
 	"github.com/triage-ml/triage/bundle"
 	"github.com/triage-ml/triage/encoder"
+	"github.com/triage-ml/triage/encoderdir"
 	"github.com/triage-ml/triage/featurizer"
 	"github.com/triage-ml/triage/internal/minilm"
 	"github.com/triage-ml/triage/internal/onnxgraph"
@@ -33,12 +35,12 @@ func testEncoder(t *testing.T) string {
 func TestEncoderBundles(t *testing.T) {
 	encDir := testEncoder(t)
 	opts := ModelOptions{Session: SessionOptions{PoolSize: 1, IntraOpThreads: 1}}
-	enc, err := OpenEncoderDir(encDir, encoder.VariantFP32, opts)
+	enc, err := OpenEncoderDir(encDir, encoderdir.VariantFP32, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer enc.Close()
-	man, err := encoder.ReadManifest(encDir)
+	man, err := encoderdir.Read(encDir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +60,7 @@ func TestEncoderBundles(t *testing.T) {
 			out := filepath.Join(t.TempDir(), tc.kind)
 			res, err := trainer.Train(context.Background(), trainer.Options{DataPath: data, OutDir: out, Seed: 1,
 				LearningRates: []float64{0.2}, L2s: []float64{0}, MaxEpochs: 6, Features: tc.features, EncoderScales: []float64{2},
-				Encoder: &trainer.EncoderSource{Embedder: enc, Dir: encDir, Variant: encoder.VariantFP32, Manifest: man}})
+				Encoder: &trainer.EncoderSource{Embedder: enc, Dir: encDir, Variant: encoderdir.VariantFP32, Manifest: man}})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -172,10 +174,10 @@ func indexOf(xs []string, x string) int {
 
 func TestPlanChunks(t *testing.T) {
 	// Equal lengths: one call. A long outlier: its own call.
-	if got := planChunks([]int{10, 10, 10, 10}, 48, 64, 8192); len(got) != 1 {
+	if got := planChunks([]int{10, 10, 10, 10}, 48, chunkPolicy); len(got) != 1 {
 		t.Errorf("equal lengths split into %v", got)
 	}
-	got := planChunks([]int{8, 9, 9, 10, 10, 11, 12, 12, 200}, 48, 64, 8192)
+	got := planChunks([]int{8, 9, 9, 10, 10, 11, 12, 12, 200}, 48, chunkPolicy)
 	if len(got) != 2 || got[1] != [2]int{8, 9} {
 		t.Errorf("outlier not isolated: %v", got)
 	}
@@ -185,7 +187,7 @@ func TestPlanChunks(t *testing.T) {
 		lengths[i] = 5 + i/3
 	}
 	next := 0
-	for _, c := range planChunks(lengths, 48, 64, 2048) {
+	for _, c := range planChunks(lengths, 48, batch.Policy{MaxCount: 64, MaxTokens: 2048}) {
 		if c[0] != next || c[1] <= c[0] || c[1]-c[0] > 64 || (c[1]-c[0] > 1 && (c[1]-c[0])*lengths[c[1]-1] > 2048) {
 			t.Fatalf("bad chunk %v (previous end %d)", c, next)
 		}
@@ -193,5 +195,13 @@ func TestPlanChunks(t *testing.T) {
 	}
 	if next != len(lengths) {
 		t.Fatalf("chunks end at %d of %d", next, len(lengths))
+	}
+	// One text per run (int8), and a text over the token limit runs alone
+	// rather than not at all.
+	if got := planChunks([]int{3, 3, 3}, 48, batch.Policy{MaxCount: 1}); len(got) != 3 {
+		t.Errorf("MaxCount 1: chunks %v", got)
+	}
+	if got := planChunks([]int{4, 600}, 48, batch.Policy{MaxTokens: 512}); len(got) != 2 || got[1] != [2]int{1, 2} {
+		t.Errorf("over-long text: chunks %v", got)
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"math"
 	"strings"
+
+	"github.com/triage-ml/triage/schemas"
 )
 
 // Kinds of malformed input records mixed in by Config.BadRatio, to exercise
@@ -31,16 +33,16 @@ func BadKinds() []string {
 	return []string{BadInvalidJSON, BadMissingID, BadEmptyText, BadWhitespaceText, BadInvalidUTF8, BadTooLongText, BadWrongTypes}
 }
 
-// DeadLetterReason is the reason code (schemas.Reason*) the consumer gives
-// each malformed kind with its default limits.
+// DeadLetterReason is the reason code the consumer gives each malformed
+// kind with its default limits.
 var DeadLetterReason = map[string]string{
-	BadInvalidJSON:    "invalid_json",
-	BadMissingID:      "schema_violation",
-	BadEmptyText:      "schema_violation", // the schema requires minLength 1
-	BadWhitespaceText: "empty_text",
-	BadInvalidUTF8:    "invalid_utf8",
-	BadTooLongText:    "text_too_long",
-	BadWrongTypes:     "schema_violation",
+	BadInvalidJSON:    schemas.ReasonInvalidJSON,
+	BadMissingID:      schemas.ReasonSchemaViolation,
+	BadEmptyText:      schemas.ReasonSchemaViolation, // the schema requires minLength 1
+	BadWhitespaceText: schemas.ReasonEmptyText,
+	BadInvalidUTF8:    schemas.ReasonInvalidUTF8,
+	BadTooLongText:    schemas.ReasonTextTooLong,
+	BadWrongTypes:     schemas.ReasonSchemaViolation,
 }
 
 // badSchedule spreads exactly round(n*ratio) malformed records evenly over

@@ -319,18 +319,18 @@ func TestRateLimit(t *testing.T) {
 // with its default 64 KiB text limit.
 func consumerReason(v []byte) string {
 	if !utf8.Valid(v) {
-		return "invalid_utf8"
+		return schemas.ReasonInvalidUTF8
 	}
 	in, err := schemas.DecodeInput(v)
 	switch {
 	case errors.Is(err, schemas.ErrInvalidJSON):
-		return "invalid_json"
+		return schemas.ReasonInvalidJSON
 	case err != nil:
-		return "schema_violation"
+		return schemas.ReasonSchemaViolation
 	case strings.TrimSpace(in.Text) == "":
-		return "empty_text"
+		return schemas.ReasonEmptyText
 	case len(in.Text) > 64<<10:
-		return "text_too_long"
+		return schemas.ReasonTextTooLong
 	}
 	return ""
 }

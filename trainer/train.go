@@ -19,7 +19,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/triage-ml/triage/bundle"
-	"github.com/triage-ml/triage/encoder"
+	"github.com/triage-ml/triage/encoderdir"
 	"github.com/triage-ml/triage/featurizer"
 	"github.com/triage-ml/triage/internal/dataset"
 	"github.com/triage-ml/triage/internal/onnxgraph"
@@ -57,6 +57,64 @@ type Options struct {
 	EncoderScales []float64
 
 	Logger *slog.Logger
+	// Progress, when set, is told each step of the run (see Progress).
+	// Calls are serialised and Fraction never decreases; keep it quick, it
+	// runs on the training goroutines.
+	Progress func(p Progress)
+}
+
+// Progress is how far a training run has got.
+type Progress struct {
+	// Stage is what the run is doing: StageLoading, StageFeaturising,
+	// StageEmbedding, StageSearching (with "(trial i/n)" once a trial is
+	// done), StageExporting, then StageWritten.
+	Stage    string
+	Fraction float64 // 0..1; 1 once the bundle is written
+}
+
+// Progress stages.
+const (
+	StageLoading     = "loading data"
+	StageFeaturising = "featurising"
+	StageEmbedding   = "embedding"
+	StageSearching   = "searching hyper-parameters"
+	StageExporting   = "exporting"
+	StageWritten     = "bundle written"
+)
+
+// progress serialises Options.Progress calls and keeps Fraction monotonic:
+// trials finish on several goroutines.
+type progress struct {
+	mu           sync.Mutex
+	f            func(Progress)
+	last         float64
+	done, trials int
+}
+
+func (p *progress) report(stage string, fraction float64) {
+	if p.f == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.send(stage, fraction)
+}
+
+func (p *progress) send(stage string, fraction float64) {
+	p.last = max(p.last, min(fraction, 1))
+	p.f(Progress{Stage: stage, Fraction: p.last})
+}
+
+// trialDone reports one more finished trial: trials are the bulk of a run,
+// 0.2..0.9 of it in equal steps.
+func (p *progress) trialDone() {
+	if p.f == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.done++
+	p.send(fmt.Sprintf("%s (trial %d/%d)", StageSearching, p.done, p.trials), 0.20+0.70*float64(p.done)/float64(max(p.trials, 1)))
 }
 
 // Feature sets.
@@ -76,9 +134,9 @@ type Embedder interface {
 // bundle so it serves with exactly the encoder it was trained with.
 type EncoderSource struct {
 	Embedder Embedder
-	Dir      string            // converted encoder directory
-	Variant  string            // fp32 or int8
-	Manifest *encoder.Manifest // Dir's encoder.json
+	Dir      string               // converted encoder directory
+	Variant  string               // fp32 or int8
+	Manifest *encoderdir.Manifest // Dir's encoder.json
 }
 
 func (o *Options) uses(feature string) bool { return slices.Contains(o.Features, feature) }
@@ -192,6 +250,8 @@ func Train(ctx context.Context, opts Options) (*Result, error) {
 	}
 	start := time.Now()
 	log := opts.Logger
+	prog := &progress{f: opts.Progress}
+	prog.report(StageLoading, 0)
 	ds, err := dataset.Load(opts.DataPath, dataset.Options{TextColumn: opts.TextColumn, LabelColumn: opts.LabelColumn})
 	if err != nil {
 		return nil, fmt.Errorf("train: %w", err)
@@ -205,6 +265,7 @@ func Train(ctx context.Context, opts Options) (*Result, error) {
 		return nil, fmt.Errorf("train: %w", err)
 	}
 	log.Info("data loaded", "path", opts.DataPath, "rows", len(ds.Examples), "labels", len(labels), "train", len(train), "validation", len(val))
+	prog.report(StageFeaturising, 0.10)
 
 	index := make(map[string]int, len(labels))
 	for i, l := range labels {
@@ -242,6 +303,7 @@ func Train(ctx context.Context, opts Options) (*Result, error) {
 	var dim int
 	if opts.uses(FeaturesEncoder) {
 		dim = opts.Encoder.Embedder.Dim()
+		prog.report(StageEmbedding, 0.15)
 		embStart := time.Now()
 		trE, err := opts.Encoder.Embedder.EmbedTexts(ctx, texts(train))
 		if err != nil {
@@ -261,11 +323,13 @@ func Train(ctx context.Context, opts Options) (*Result, error) {
 		numFeatures = numNgram + dim
 	}
 
+	prog.trials = len(variants) * len(opts.Losses) * len(opts.LearningRates) * len(opts.L2s)
+	prog.report(StageSearching, 0.20)
 	var trials []bundle.Trial
 	var best candidate
 	bestVariant := -1
 	for vi, v := range variants {
-		ts, b, err := search(ctx, opts, v.trX, trY, v.vaX, vaY, numFeatures, labels)
+		ts, b, err := search(ctx, opts, v.trX, trY, v.vaX, vaY, numFeatures, labels, prog.trialDone)
 		if err != nil {
 			return nil, err
 		}
@@ -283,6 +347,7 @@ func Train(ctx context.Context, opts Options) (*Result, error) {
 	valReport := evaluate(best.model, vaX, vaY, labels)
 	trainReport := evaluate(best.model, trX, trY, labels)
 
+	prog.report(StageExporting, 0.92)
 	kind := bundle.KindLinear
 	switch {
 	case opts.uses(FeaturesEncoder) && opts.uses(FeaturesNgram):
@@ -318,18 +383,18 @@ func Train(ctx context.Context, opts Options) (*Result, error) {
 	}
 	var extra []bundle.CopyFile
 	if e := opts.Encoder; e != nil && opts.uses(FeaturesEncoder) {
-		file, err := encoder.VariantFile(e.Variant)
+		file, err := encoderdir.VariantFile(e.Variant)
 		if err != nil {
 			return nil, err
 		}
 		em := e.Manifest
-		m.Encoder = &bundle.EncoderSpec{Source: e.Dir, Variant: cmp.Or(e.Variant, encoder.VariantFP32), Dim: dim,
+		m.Encoder = &bundle.EncoderSpec{Source: e.Dir, Variant: cmp.Or(e.Variant, encoderdir.VariantFP32), Dim: dim,
 			MaxLength: em.MaxLength, Lowercase: em.Lowercase, StripAccents: em.StripAccents,
 			InputIDs: em.InputIDs, InputMask: em.InputMask, Output: em.Output,
 			FeatureOffset: numNgram, Scale: float32(variants[bestVariant].scale)}
 		m.HyperParams["encoder_scale"] = variants[bestVariant].scale
 		extra = []bundle.CopyFile{{Name: bundle.EncoderFile, From: filepath.Join(e.Dir, file), SHA256: em.Files[file]},
-			{Name: bundle.VocabFile, From: filepath.Join(e.Dir, encoder.VocabFile), SHA256: em.Files[encoder.VocabFile]}}
+			{Name: bundle.VocabFile, From: filepath.Join(e.Dir, encoderdir.VocabFile), SHA256: em.Files[encoderdir.VocabFile]}}
 	}
 	m.Training.Seconds = time.Since(start).Seconds()
 	if err := bundle.Write(opts.OutDir, &m, vocab, onnxBytes, extra...); err != nil {
@@ -337,6 +402,7 @@ func Train(ctx context.Context, opts Options) (*Result, error) {
 	}
 	log.Info("model written", "dir", opts.OutDir, "val_accuracy", valReport.Accuracy, "val_macro_f1", valReport.MacroF1,
 		"params", m.HyperParams, "seconds", m.Training.Seconds)
+	prog.report(StageWritten, 1)
 	return &Result{Dir: opts.OutDir, Manifest: m}, nil
 }
 
@@ -402,9 +468,10 @@ func better(a, b candidate) bool {
 }
 
 // search trains every grid point (in parallel, opts.Workers at a time),
-// picking each one's epoch by validation score with early stopping.
+// picking each one's epoch by validation score with early stopping;
+// trialDone is called as each grid point finishes.
 func search(ctx context.Context, opts Options, trX []featurizer.Vector, trY []int, vaX []featurizer.Vector, vaY []int,
-	numFeatures int, labels []string) ([]bundle.Trial, candidate, error) {
+	numFeatures int, labels []string, trialDone func()) ([]bundle.Trial, candidate, error) {
 	var grid []HyperParams
 	for _, loss := range opts.Losses {
 		for _, lr := range opts.LearningRates {
@@ -439,6 +506,7 @@ func search(ctx context.Context, opts Options, trX []featurizer.Vector, trY []in
 			results[i] = best
 			opts.Logger.Info("trial done", "loss", hp.Loss, "learning_rate", hp.LearningRate, "l2", hp.L2,
 				"best_epoch", best.params.Epochs, "val_accuracy", best.report.Accuracy, "val_macro_f1", best.report.MacroF1)
+			trialDone()
 			return nil
 		})
 	}

@@ -16,7 +16,7 @@ import (
 )
 
 func apikeyCommand(stdout, stderr io.Writer) *ffcli.Command {
-	return &ffcli.Command{
+	c := &ffcli.Command{
 		Name:       "apikey",
 		ShortUsage: "triage apikey <add|list> --file FILE [flags]",
 		ShortHelp:  "manage the gateway's API keys file (salted hashes only; secrets are shown once)",
@@ -24,8 +24,9 @@ func apikeyCommand(stdout, stderr io.Writer) *ffcli.Command {
 			apikeyAddCommand(stdout, stderr),
 			apikeyListCommand(stdout, stderr),
 		},
-		Exec: func(context.Context, []string) error { return flag.ErrHelp },
 	}
+	c.Exec = groupExec(&c, "triage apikey")
+	return c
 }
 
 func apikeyAddCommand(stdout, stderr io.Writer) *ffcli.Command {

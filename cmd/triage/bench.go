@@ -19,13 +19,14 @@ import (
 )
 
 func benchCommand(stdout, stderr io.Writer) *ffcli.Command {
-	return &ffcli.Command{
+	c := &ffcli.Command{
 		Name:        "bench",
 		ShortUsage:  "triage bench <predict|stream|encoder> [flags]",
 		ShortHelp:   "benchmarks that compare against a baseline measured in the same run",
 		Subcommands: []*ffcli.Command{benchPredictCommand(stdout, stderr), benchStreamCommand(stdout, stderr), benchEncoderCommand(stdout, stderr)},
-		Exec:        func(context.Context, []string) error { return flag.ErrHelp },
 	}
+	c.Exec = groupExec(&c, "triage bench")
+	return c
 }
 
 func benchPredictCommand(stdout, stderr io.Writer) *ffcli.Command {

@@ -19,7 +19,7 @@ import (
 
 	"github.com/peterbourgon/ff/v3/ffcli"
 
-	"github.com/triage-ml/triage/encoder"
+	"github.com/triage-ml/triage/encoderdir"
 	"github.com/triage-ml/triage/inference"
 	"github.com/triage-ml/triage/internal/dataset"
 )
@@ -73,7 +73,7 @@ func benchEncoderCommand(stdout, stderr io.Writer) *ffcli.Command {
 				}
 			}
 			rand.New(rand.NewPCG(42, 42)).Shuffle(len(texts), func(i, j int) { texts[i], texts[j] = texts[j], texts[i] })
-			man, err := encoder.ReadManifest(*dir)
+			man, err := encoderdir.Read(*dir)
 			if err != nil {
 				return err
 			}
@@ -100,7 +100,7 @@ func benchEncoderCommand(stdout, stderr io.Writer) *ffcli.Command {
 			var base map[int]float64
 			pyVersion := ""
 			if *python != "" {
-				file, err := encoder.VariantFile(vars[0])
+				file, err := encoderdir.VariantFile(vars[0])
 				if err != nil {
 					return err
 				}

@@ -741,6 +741,31 @@ func TestCLIExitCodes(t *testing.T) {
 	if code != 0 || !strings.Contains(stderr, "USAGE") {
 		t.Errorf("predict --help: exit %d, stderr %q; want exit 0 and usage", code, stderr)
 	}
+
+	// A typo in a deployment script must fail, naming what was not
+	// understood and the nearest known name.
+	for _, c := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"bogus"}, []string{`unknown command "bogus"`}},
+		{[]string{"consumr"}, []string{`unknown command "consumr"`, `did you mean "consumer"`}},
+		{[]string{"models", "bogus"}, []string{`triage models: unknown command "bogus"`}},
+		{[]string{"models", "promot", "support", "v1"}, []string{`did you mean "promote"`}},
+		{[]string{"predict", "--modle", model, "x"}, []string{"unknown flag --modle", `did you mean "model"`}},
+		{[]string{"run", "--bogus-flag"}, []string{"unknown flag --bogus-flag"}},
+		{[]string{"run", "--target", "consumr"}, []string{`--target "consumr"`, `did you mean "consumer"`}},
+	} {
+		out, stderr, code := runMain(c.args...)
+		if code == 0 || out != "" {
+			t.Errorf("triage %v: exit %d, stdout %q; want a non-zero exit", c.args, code, out)
+		}
+		for _, w := range c.want {
+			if !strings.Contains(stderr, w) {
+				t.Errorf("triage %v: stderr %q lacks %q", c.args, stderr, w)
+			}
+		}
+	}
 }
 
 // TestCLIEncoder goes through the transformer path as a user would:
@@ -774,14 +799,14 @@ func TestCLIEncoder(t *testing.T) {
 	// triage dev refuses to serve default models trained another way than
 	// its flags say, rather than silently keeping them.
 	src := &trainer.EncoderSource{Dir: enc, Variant: "int8"}
-	if err := sameEncoder(m, src); err == nil || !strings.Contains(err.Error(), "--encoder-variant is int8") {
+	if err := trainer.SameEncoder(m, src); err == nil || !strings.Contains(err.Error(), "--encoder-variant is int8") {
 		t.Errorf("variant mismatch: %v", err)
 	}
 	src.Variant = "fp32"
-	if err := sameEncoder(m, src); err != nil {
+	if err := trainer.SameEncoder(m, src); err != nil {
 		t.Errorf("same encoder refused: %v", err)
 	}
-	if err := sameEncoder(m, nil); err == nil {
+	if err := trainer.SameEncoder(m, nil); err == nil {
 		t.Error("hybrid model accepted without --encoder")
 	}
 }

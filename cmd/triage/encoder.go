@@ -12,6 +12,7 @@ import (
 	"github.com/peterbourgon/ff/v3/ffcli"
 
 	"github.com/triage-ml/triage/encoder"
+	"github.com/triage-ml/triage/encoderdir"
 	"github.com/triage-ml/triage/inference"
 )
 
@@ -67,7 +68,7 @@ func encoderEmbedCommand(stdin io.Reader, stdout, stderr io.Writer) *ffcli.Comma
 	fs.StringVar(&rt.ortLib, "ort-lib", "", "path to libonnxruntime.so (default: $ONNXRUNTIME_LIB, then .cache/onnxruntime)")
 	rt.registerEncoder(fs)
 	dir := fs.String("encoder", "", "converted encoder folder (required)")
-	variant := fs.String("variant", encoder.VariantFP32, `"fp32" or "int8"`)
+	variant := fs.String("variant", encoderdir.VariantFP32, `"fp32" or "int8"`)
 	return &ffcli.Command{
 		Name:       "embed",
 		ShortUsage: "triage encoder embed --encoder DIR < texts.txt",

@@ -140,25 +140,30 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			encoderCommand(os.Stdin, stdout, stderr),
 			evalCommand(stdout, stderr),
 			predictCommand(stdout, stderr),
-			devCommand(stdout, stderr),
-			consumerCommand(stdout, stderr),
+			newRunCommand("run", stdout, stderr),
+			newRunCommand("dev", stdout, stderr),
+			newRunCommand("consumer", stdout, stderr),
+			newRunCommand("gateway", stdout, stderr),
+			modelsCommand(stdout, stderr),
 			produceCommand(stdout, stderr),
 			tailCommand(stdout, stderr),
-			gatewayCommand(stdout, stderr),
 			apikeyCommand(stdout, stderr),
 			tokenizeCommand(os.Stdin, stdout, stderr),
 			benchCommand(stdout, stderr),
 			versionCommand(stdout),
 		},
-		Exec: func(context.Context, []string) error { return flag.ErrHelp },
 	}
+	root.Exec = groupExec(&root, "triage")
 	for _, c := range root.Subcommands {
 		if c.FlagSet != nil {
 			c.FlagSet.SetOutput(stderr)
 		}
 	}
 	if err := root.Parse(withEnv(root, args, os.Getenv)); err != nil {
-		return err
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return explainFlagError(root, args, err)
 	}
 	return root.Run(ctx)
 }

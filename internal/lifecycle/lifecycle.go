@@ -1,7 +1,10 @@
-// Package lifecycle runs Triage's roles as one set: each role starts (connect,
-// load, catch up), then runs until its context ends. The first role to fail
-// stops the others, and readiness reflects every role — the shape of Loki's
-// module manager, reduced to an errgroup.
+// Package lifecycle runs Triage's roles as one set, the shape of Loki's
+// module manager reduced to what Triage needs: each role declares the roles
+// it depends on, has a starting phase (connect, load models, catch up,
+// bootstrap) that completes before its dependents start, and a running loop
+// that lasts until its context ends. The first role to fail stops the
+// others; roles stop in reverse dependency order, all within one shutdown
+// deadline; readiness reflects every role.
 package lifecycle
 
 import (
@@ -9,7 +12,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 )
@@ -17,22 +23,40 @@ import (
 // Role is one named service.
 type Role struct {
 	Name string
-	// Run blocks until ctx is cancelled (returning nil) or the role fails.
+	// Deps are roles that must have started before this one starts, and
+	// that stop only after it has stopped. Names not in the set are ignored
+	// (the caller decides which roles run).
+	Deps []string
+	// Start, when set, runs before Run and before any dependent starts; an
+	// error stops the set. It should return promptly when ctx ends.
+	Start func(ctx context.Context) error
+	// Run, when set, blocks until ctx is cancelled (returning nil) or the
+	// role fails. A role without Run only starts and stops.
 	Run func(ctx context.Context) error
-	// Ready reports whether the role is serving; nil means ready once Run started.
+	// Stop, when set, releases what Start acquired, after Run returned and
+	// after every dependent stopped.
+	Stop func(ctx context.Context) error
+	// Ready reports whether the role is serving; nil means ready once
+	// started.
 	Ready func() bool
 }
+
+// DefaultShutdownTimeout bounds the whole ordered stop.
+const DefaultShutdownTimeout = 15 * time.Second
 
 // Manager runs roles together.
 type Manager struct {
 	log   *slog.Logger
 	roles []Role
+	// ShutdownTimeout bounds the ordered stop of every role together;
+	// default DefaultShutdownTimeout.
+	ShutdownTimeout time.Duration
 
 	mu      sync.Mutex
 	started map[string]bool
 }
 
-// New returns a manager for roles, started in the given order.
+// New returns a manager for roles.
 func New(log *slog.Logger, roles ...Role) *Manager {
 	return &Manager{log: log, roles: roles, started: map[string]bool{}}
 }
@@ -40,56 +64,172 @@ func New(log *slog.Logger, roles ...Role) *Manager {
 // Add appends a role; call before Run.
 func (m *Manager) Add(r Role) { m.roles = append(m.roles, r) }
 
-// Run starts every role and waits. Roles stop in reverse order of
-// declaration, each after the ones declared later have returned: the
-// consumer finishes its batch and leaves its group before the broker it
-// talks to goes away. A role returning an error starts that same ordered
-// shutdown; the first error is returned, wrapped with the role's name. A
-// clean shutdown (ctx cancelled, every role returning nil) returns nil.
+// order sorts roles so each comes after its dependencies; among roles
+// without an ordering constraint, declaration order is kept.
+func order(roles []Role) ([]Role, error) {
+	index := map[string]int{}
+	for i, r := range roles {
+		if _, dup := index[r.Name]; dup {
+			return nil, fmt.Errorf("lifecycle: role %q declared twice", r.Name)
+		}
+		index[r.Name] = i
+	}
+	const (
+		unvisited = iota
+		visiting
+		done
+	)
+	state := make([]int, len(roles))
+	var out []Role
+	var visit func(i int, path []string) error
+	visit = func(i int, path []string) error {
+		switch state[i] {
+		case done:
+			return nil
+		case visiting:
+			return fmt.Errorf("lifecycle: dependency cycle: %s", strings.Join(append(path, roles[i].Name), " -> "))
+		}
+		state[i] = visiting
+		for _, d := range roles[i].Deps {
+			if j, ok := index[d]; ok {
+				if err := visit(j, append(path, roles[i].Name)); err != nil {
+					return err
+				}
+			}
+		}
+		state[i] = done
+		out = append(out, roles[i])
+		return nil
+	}
+	for i := range roles {
+		if err := visit(i, nil); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// Run starts every role in dependency order and waits. When ctx ends or
+// any role's Run returns, the roles stop in reverse order, each after its
+// dependents: the consumer finishes its batch and leaves its group before
+// the broker it talks to goes away. The first error is returned, wrapped
+// with the role's name; a stop that overruns ShutdownTimeout returns an
+// error naming the roles still running. A clean shutdown returns nil.
 func (m *Manager) Run(ctx context.Context) error {
 	if len(m.roles) == 0 {
 		return errors.New("lifecycle: no roles to run")
 	}
-	// stopAll fires on the parent's cancellation or the first role to end.
+	roles, err := order(m.roles)
+	if err != nil {
+		return err
+	}
 	stopAll, fail := context.WithCancel(context.Background())
 	defer fail()
-	stopWatch := context.AfterFunc(ctx, fail)
-	defer stopWatch()
+	defer context.AfterFunc(ctx, fail)()
 
-	n := len(m.roles)
-	ctxs := make([]context.Context, n)
-	cancels := make([]context.CancelFunc, n)
-	done := make([]chan struct{}, n)
-	for i := range m.roles {
-		ctxs[i], cancels[i] = context.WithCancel(context.WithoutCancel(ctx))
-		done[i] = make(chan struct{})
-	}
-	// The shutdown sequencer: last role first, each waiting for the next.
-	go func() {
-		<-stopAll.Done()
-		for i := n - 1; i >= 0; i-- {
-			cancels[i]()
-			<-done[i]
+	var (
+		errMu    sync.Mutex
+		firstErr error
+	)
+	record := func(name string, err error) {
+		if err == nil || errors.Is(err, context.Canceled) {
+			return
 		}
-	}()
+		m.log.Error("role failed", "role", name, "err", err)
+		errMu.Lock()
+		if firstErr == nil {
+			firstErr = fmt.Errorf("%s: %w", name, err)
+		}
+		errMu.Unlock()
+		fail()
+	}
+
+	type running struct {
+		role   Role
+		cancel context.CancelFunc
+		done   chan struct{}
+	}
+	var up []running
 	var g errgroup.Group
-	for i, r := range m.roles {
-		g.Go(func() error {
-			defer close(done[i])
-			m.setStarted(r.Name, true)
+	for _, r := range roles {
+		if stopAll.Err() != nil {
+			break
+		}
+		// Starting and running phases get a context that outlives the
+		// parent's cancellation: a role is stopped by the sequencer below,
+		// in order, not all at once by the signal.
+		rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		if r.Start != nil {
 			m.log.Info("role starting", "role", r.Name)
-			err := r.Run(ctxs[i])
-			m.setStarted(r.Name, false)
-			fail() // any role ending, cleanly or not, takes the set down
-			if err != nil && !errors.Is(err, context.Canceled) {
-				m.log.Error("role failed", "role", r.Name, "err", err)
-				return fmt.Errorf("%s: %w", r.Name, err)
+			stopStart := context.AfterFunc(stopAll, cancel)
+			err := r.Start(rctx)
+			stopStart()
+			if err != nil {
+				cancel()
+				if stopAll.Err() == nil || !errors.Is(err, context.Canceled) {
+					record(r.Name, fmt.Errorf("start: %w", err))
+				}
+				break
 			}
-			m.log.Info("role stopped", "role", r.Name)
+		}
+		if stopAll.Err() != nil { // interrupted while starting: stop what started
+			if r.Stop != nil {
+				_ = r.Stop(context.Background())
+			}
+			cancel()
+			break
+		}
+		run := running{role: r, cancel: cancel, done: make(chan struct{})}
+		up = append(up, run)
+		m.setStarted(r.Name, true)
+		m.log.Info("role running", "role", r.Name)
+		g.Go(func() error {
+			defer close(run.done)
+			if r.Run == nil {
+				<-rctx.Done()
+				return nil
+			}
+			err := r.Run(rctx)
+			fail() // any role ending, cleanly or not, takes the set down
+			record(r.Name, err)
 			return nil
 		})
 	}
-	return g.Wait()
+
+	<-stopAll.Done()
+	deadline := time.Now().Add(m.shutdownTimeout())
+	var stuck []string
+	for i := len(up) - 1; i >= 0; i-- {
+		r := up[i]
+		m.setStarted(r.role.Name, false)
+		r.cancel()
+		select {
+		case <-r.done:
+		case <-time.After(time.Until(deadline)):
+			stuck = append(stuck, r.role.Name)
+			continue
+		}
+		if r.role.Stop != nil {
+			sctx, cancel := context.WithDeadline(context.Background(), deadline)
+			record(r.role.Name, r.role.Stop(sctx))
+			cancel()
+		}
+		m.log.Info("role stopped", "role", r.role.Name)
+	}
+	if len(stuck) > 0 {
+		slices.Reverse(stuck)
+		return fmt.Errorf("lifecycle: shutdown deadline of %v passed with roles still running: %s",
+			m.shutdownTimeout(), strings.Join(stuck, ", "))
+	}
+	_ = g.Wait()
+	return firstErr
+}
+
+func (m *Manager) shutdownTimeout() time.Duration {
+	if m.ShutdownTimeout > 0 {
+		return m.ShutdownTimeout
+	}
+	return DefaultShutdownTimeout
 }
 
 func (m *Manager) setStarted(name string, v bool) {

@@ -24,6 +24,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/triage-ml/triage/encoder"
+	"github.com/triage-ml/triage/encoderdir"
 	"github.com/triage-ml/triage/inference"
 	"github.com/triage-ml/triage/internal/minilm"
 	"github.com/triage-ml/triage/trainer"
@@ -41,6 +42,9 @@ type Backend interface {
 var (
 	binary   string // built triage binary
 	modelDir string // small support-intent model trained for the suite
+	// modelDir2 is the same data trained differently: the version the swap
+	// test promotes.
+	modelDir2 string
 	// hybridDir is the same data trained as a hybrid model (n-grams +
 	// MiniLM encoder), so the consumer is also run on a two-stage bundle.
 	hybridDir string
@@ -94,6 +98,10 @@ func setup(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "train suite model:", err)
 		return 1
 	}
+	if modelDir2, err = trainModelAs(dir, "support-v2", 2, nil); err != nil {
+		fmt.Fprintln(os.Stderr, "train suite model v2:", err)
+		return 1
+	}
 	if hybridDir, err = trainHybrid(dir); err != nil {
 		fmt.Fprintln(os.Stderr, "train suite hybrid model (run scripts/fetch-minilm.sh; make test does):", err)
 		return 1
@@ -109,15 +117,20 @@ func trainHybrid(dir string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	enc, err := inference.OpenEncoderDir(encDir, encoder.VariantFP32, inference.ModelOptions{ORTLib: ortLib})
+	enc, err := inference.OpenEncoderDir(encDir, encoderdir.VariantFP32, inference.ModelOptions{ORTLib: ortLib})
 	if err != nil {
 		return "", err
 	}
 	defer enc.Close()
-	return trainModel(dir, &trainer.EncoderSource{Embedder: enc, Dir: encDir, Variant: encoder.VariantFP32, Manifest: man})
+	return trainModel(dir, &trainer.EncoderSource{Embedder: enc, Dir: encDir, Variant: encoderdir.VariantFP32, Manifest: man})
 }
 
 func trainModel(dir string, enc *trainer.EncoderSource) (string, error) {
+	return trainModelAs(dir, "support", 1, enc)
+}
+
+// trainModelAs trains the suite's data into dir/name with the given seed.
+func trainModelAs(dir, name string, seed uint64, enc *trainer.EncoderSource) (string, error) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	filler := []string{"my", "the", "please", "why", "is", "not", "help", "I", "need"}
 	var b strings.Builder
@@ -139,10 +152,10 @@ func trainModel(dir string, enc *trainer.EncoderSource) (string, error) {
 	if err := os.WriteFile(data, []byte(b.String()), 0o644); err != nil {
 		return "", err
 	}
-	out := filepath.Join(dir, "support")
-	opts := trainer.Options{DataPath: data, OutDir: out, Seed: 1, LearningRates: []float64{0.2}, L2s: []float64{0}, MaxEpochs: 6}
+	out := filepath.Join(dir, name)
+	opts := trainer.Options{DataPath: data, OutDir: out, Name: "support", Seed: seed, LearningRates: []float64{0.2}, L2s: []float64{0}, MaxEpochs: 6}
 	if enc != nil {
-		out = filepath.Join(dir, "support-hybrid")
+		out = filepath.Join(dir, name+"-hybrid")
 		opts.OutDir, opts.Encoder, opts.EncoderScales = out, enc, []float64{2}
 	}
 	_, err := trainer.Train(context.Background(), opts)

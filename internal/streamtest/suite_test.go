@@ -5,7 +5,9 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -23,6 +25,12 @@ func runSuite(t *testing.T, b Backend, crashMessages int) {
 	t.Run("BadInput", func(t *testing.T) { testBadInput(t, b) })
 	t.Run("ScaleOut", func(t *testing.T) { testScaleOut(t, b) })
 	t.Run("Crash", func(t *testing.T) { testCrash(t, b, crashMessages) })
+	swapMessages := 100000
+	if v, err := strconv.Atoi(os.Getenv("TRIAGE_SWAP_MESSAGES")); err == nil && v > 0 {
+		swapMessages = v
+	}
+	t.Run("Swap", func(t *testing.T) { testSwap(t, b, swapMessages) })
+	t.Run("Sigterm", func(t *testing.T) { testSigterm(t, b) })
 }
 
 func testRoundTrip(t *testing.T, b Backend, model string) {
