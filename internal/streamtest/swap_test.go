@@ -2,6 +2,7 @@ package streamtest
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -69,12 +70,18 @@ func testSwap(t *testing.T, b Backend, n int) {
 		ids[i] = fmt.Sprintf("swap-%d", i)
 		recs[i] = inputRecord(ids[i], syntheticText(rng))
 	}
-	produceInputs(t, b, tp.in, recs)
+	// Paced, so every partition is mid-stream when the swap happens (all at
+	// once, the consumers would drain partitions one after another).
+	produced := make(chan error, 1)
+	go func() { produced <- producePaced(b, tp.in, recs, swapRate) }()
 
 	out.waitFor(t, n*2/5, 3*time.Minute)
 	promoted := time.Now()
 	models("models", "promote", "support", "v2", "--reason", "swap under load")
 	t.Logf("promoted v2 at %d of %d predictions", out.count(), n)
+	if err := <-produced; err != nil {
+		t.Fatalf("produce inputs: %v", err)
+	}
 	out.waitFor(t, n, 5*time.Minute)
 	rest.stop()
 	for _, c := range consumers {
@@ -115,9 +122,17 @@ func testSwap(t *testing.T, b Backend, n int) {
 		}
 	}
 
-	// Gaps between consecutive predictions: steady state vs the swap.
+	// Gaps between consecutive predictions: steady state vs the swap. A
+	// micro-batch's predictions share one classification time, so the gaps
+	// that matter are those between consecutive distinct times (between
+	// batches); within a batch they are all zero.
+	// Steady state is the middle of the run (the 10th to the 95th
+	// percentile of predictions), outside the swap: not the group's start-up
+	// rebalance, nor the tail.
 	times := slices.Clone(out.times)
 	slices.SortFunc(times, func(a, b stamped) int { return a.at.Compare(b.at) })
+	steadyFrom, steadyTo := times[len(times)/10].at, times[len(times)*95/100].at
+	times = slices.CompactFunc(times, func(a, b stamped) bool { return a.at.Equal(b.at) })
 	var firstV2, lastV1 time.Time
 	for _, s := range times {
 		if s.version == "v2" && firstV2.IsZero() {
@@ -132,17 +147,26 @@ func testSwap(t *testing.T, b Backend, n int) {
 		swapTo = firstV2
 	}
 	swapTo = swapTo.Add(500 * time.Millisecond)
+	type gapAt struct {
+		gap time.Duration
+		at  time.Duration // since the first prediction
+	}
 	var steady []time.Duration
+	var longest []gapAt
 	var swapMax time.Duration
 	for i := 1; i < len(times); i++ {
 		gap := times[i].at.Sub(times[i-1].at)
 		if times[i].at.After(swapFrom) && times[i-1].at.Before(swapTo) {
 			swapMax = max(swapMax, gap)
-		} else if times[i].at.After(times[0].at.Add(2 * time.Second)) { // skip the warm-up
+		} else if times[i-1].at.After(steadyFrom) && times[i].at.Before(steadyTo) {
 			steady = append(steady, gap)
+			longest = append(longest, gapAt{gap, times[i-1].at.Sub(times[0].at).Round(time.Millisecond)})
 		}
 	}
 	slices.Sort(steady)
+	slices.SortFunc(longest, func(a, b gapAt) int { return int(b.gap - a.gap) })
+	t.Logf("longest steady-state gaps (gap@start): %v; promotion at %v, steady state %v..%v", longest[:min(5, len(longest))],
+		promoted.Sub(times[0].at).Round(time.Millisecond), steadyFrom.Sub(times[0].at).Round(time.Millisecond), steadyTo.Sub(times[0].at).Round(time.Millisecond))
 	p99 := steady[len(steady)*99/100]
 	t.Logf("prediction gaps: steady-state p99 %v (%d gaps), longest during the swap %v (window %v)",
 		p99, len(steady), swapMax, swapTo.Sub(swapFrom).Round(time.Millisecond))
@@ -166,6 +190,47 @@ func testSwap(t *testing.T, b Backend, n int) {
 	if r.wentBack > 0 {
 		t.Errorf("REST clients saw v1 again after v2 %d times", r.wentBack)
 	}
+}
+
+// swapRate is the input rate of the swap test, records/s: well under what
+// two consumers sustain on two cores, so gaps measure the swap, not a backlog.
+const swapRate = 5000
+
+// producePaced sends recs at rate records/s, spread over the partitions.
+func producePaced(b Backend, topic string, recs []*kgo.Record, rate int) error {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Brokers()...), kgo.DefaultProduceTopic(topic), kgo.ProducerLinger(time.Millisecond),
+		kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	var mu sync.Mutex
+	var firstErr error
+	start := time.Now()
+	const tick = 10 * time.Millisecond
+	per := rate * int(tick) / int(time.Second)
+	for i := 0; i < len(recs); i += per {
+		if d := time.Until(start.Add(time.Duration(i/per) * tick)); d > 0 {
+			time.Sleep(d)
+		}
+		for _, r := range recs[i:min(i+per, len(recs))] {
+			cl.Produce(ctx, r, func(_ *kgo.Record, err error) {
+				if err != nil {
+					mu.Lock()
+					firstErr = cmp.Or(firstErr, err)
+					mu.Unlock()
+				}
+			})
+		}
+	}
+	if err := cl.Flush(ctx); err != nil {
+		return err
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	return firstErr
 }
 
 type versioned struct {
