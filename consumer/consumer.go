@@ -286,12 +286,9 @@ func (p plainSession) rewind(polled []*kgo.Record) {
 }
 func (p plainSession) client() *kgo.Client { return p.cl }
 
-// close allows rebalances first: the last poll (the one that saw the
-// shutdown) blocked them, and Close leaves the group, which waits for them.
-func (p plainSession) close() {
-	p.cl.AllowRebalance()
-	p.cl.Close()
-}
+// close must allow rebalances: the last poll (the one that saw the
+// shutdown) blocked them, and leaving the group waits for them.
+func (p plainSession) close() { p.cl.CloseAllowingRebalance() }
 
 func (c *Consumer) runTransactional(ctx context.Context) error {
 	s, err := kgo.NewGroupTransactSession(c.clientOpts()...)

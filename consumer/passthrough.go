@@ -25,3 +25,6 @@ func (p Passthrough) Predict(_ context.Context, texts []string) ([]inference.Pre
 	}
 	return out, nil
 }
+
+// PassthroughRoute, as a route's model, serves Passthrough (benchmarks).
+const PassthroughRoute = "passthrough"

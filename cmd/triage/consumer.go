@@ -2,25 +2,16 @@ package main
 
 import (
 	"cmp"
-	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
-	"path/filepath"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/triage-ml/triage/batch"
 	"github.com/triage-ml/triage/consumer"
-	"github.com/triage-ml/triage/inference"
 )
 
 // dirMapFlag collects repeatable (or comma-separated) key=dir flags:
@@ -80,38 +71,8 @@ func (c *consumerFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&c.maxTextBytes, "max-text-bytes", 64<<10, "texts longer than this are dead-lettered (text_too_long)")
 }
 
-// passthroughRoute as a route's model dir serves no model (benchmarks).
-const passthroughRoute = "passthrough"
-
-// modelSet loads each bundle directory once, however many topics or names
-// refer to it, so the consumer and the gateway can share one copy.
-type modelSet struct {
-	opts  inference.ModelOptions
-	byDir map[string]*inference.Model
-}
-
-func newModelSet(opts inference.ModelOptions) *modelSet {
-	return &modelSet{opts: opts, byDir: map[string]*inference.Model{}}
-}
-
-func (s *modelSet) get(dir string) (*inference.Model, error) {
-	dir = filepath.Clean(dir)
-	if m, ok := s.byDir[dir]; ok {
-		return m, nil
-	}
-	m, err := inference.Open(dir, s.opts)
-	if err != nil {
-		return nil, err
-	}
-	s.byDir[dir] = m
-	return m, nil
-}
-
-func (s *modelSet) close() {
-	for _, m := range s.byDir {
-		m.Close()
-	}
-}
+// passthroughRoute as a route's model serves no model (benchmarks).
+const passthroughRoute = consumer.PassthroughRoute
 
 func (c *consumerFlags) config(brokers []string, routes map[string]consumer.Predictor, log *slog.Logger, reg prometheus.Registerer) consumer.Config {
 	return consumer.Config{
@@ -119,41 +80,4 @@ func (c *consumerFlags) config(brokers []string, routes map[string]consumer.Pred
 		Delivery: c.delivery, InstanceID: c.instance, Batch: c.batch,
 		MaxPollRecords: c.maxPoll, MaxTextBytes: c.maxTextBytes, Logger: log, Registerer: reg,
 	}
-}
-
-// newRegistry is a process registry with Go and process collectors.
-func newRegistry() *prometheus.Registry {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	return reg
-}
-
-// serveMetrics exposes /metrics and /healthz on addr until ctx ends.
-func serveMetrics(ctx context.Context, addr string, reg *prometheus.Registry, ready func() bool, log *slog.Logger) error {
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if ready != nil && !ready() {
-			http.Error(w, "not ready", http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "ready")
-	})
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("metrics listener on %s: %w", addr, err)
-	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	log.Info("metrics listening", "addr", ln.Addr().String())
-	go func() {
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(sctx)
-	}()
-	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
 }

@@ -30,13 +30,8 @@ const envPrefix = "TRIAGE"
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if path := os.Getenv("TRIAGE_CPUPROFILE"); path != "" { // for performance work on any role
-		if f, err := os.Create(path); err == nil && pprof.StartCPUProfile(f) == nil {
-			defer pprof.StopCPUProfile()
-		}
-	}
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	pprof.StopCPUProfile()
+	pprof.StopCPUProfile() // started by --cpu-profile
 	if errors.Is(err, flag.ErrHelp) {
 		os.Exit(0)
 	}
@@ -48,19 +43,30 @@ func main() {
 
 // globals are the flags every subcommand shares.
 type globals struct {
-	logLevel string
-	config   string
+	logLevel   string
+	config     string
+	cpuProfile string
 }
 
 func (g *globals) register(fs *flag.FlagSet) {
 	fs.StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&g.config, "config", "", "optional YAML config file; keys are flag names")
+	fs.StringVar(&g.cpuProfile, "cpu-profile", "", "write a Go CPU profile of the whole run to this file (performance work)")
 }
 
 func (g *globals) logger(w io.Writer) (*slog.Logger, error) {
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(g.logLevel)); err != nil {
 		return nil, fmt.Errorf("--log-level %q: use debug, info, warn or error", g.logLevel)
+	}
+	if g.cpuProfile != "" {
+		f, err := os.Create(g.cpuProfile)
+		if err != nil {
+			return nil, fmt.Errorf("--cpu-profile: %w", err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return nil, fmt.Errorf("--cpu-profile: %w", err)
+		}
 	}
 	l := slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: lvl}))
 	// Packages without a logger of their own (ONNX Runtime session set-up)
@@ -82,6 +88,11 @@ func parseOptions() []ff.Option {
 // envExempt lists flags that take no TRIAGE_* variable because the name is
 // taken: TRIAGE_DATA_DIR names the training-data folder, not `dev --data-dir`.
 var envExempt = map[string]bool{"data-dir": true}
+
+// envAliases are variables that set a flag besides its TRIAGE_* name:
+// TRIAGE_DATA_DIR, the training-data folder's long-standing variable, sets
+// --datasets (TRIAGE_DATASETS, when also set, wins).
+var envAliases = map[string]string{"datasets": "TRIAGE_DATA_DIR"}
 
 // envName is the variable that sets flag name: --max-epochs -> TRIAGE_MAX_EPOCHS.
 func envName(flagName string) string {
@@ -118,7 +129,11 @@ func withEnv(root *ffcli.Command, args []string, getenv func(string) string) []s
 		if envExempt[f.Name] {
 			return
 		}
-		if v := getenv(envName(f.Name)); v != "" {
+		v := getenv(envName(f.Name))
+		if alias := envAliases[f.Name]; v == "" && alias != "" {
+			v = getenv(alias)
+		}
+		if v != "" {
 			env = append(env, "--"+f.Name+"="+v)
 		}
 	})

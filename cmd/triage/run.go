@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -21,6 +20,7 @@ import (
 	"github.com/triage-ml/triage/inference"
 	"github.com/triage-ml/triage/internal/broker"
 	"github.com/triage-ml/triage/internal/lifecycle"
+	"github.com/triage-ml/triage/internal/telemetry"
 	"github.com/triage-ml/triage/producer"
 	"github.com/triage-ml/triage/registry"
 	"github.com/triage-ml/triage/schemas"
@@ -158,7 +158,7 @@ type app struct {
 	admin    serving.Admin
 	announce *serving.Announcer
 	set      *serving.Set
-	statics  *modelSet
+	statics  *serving.Fixed
 	broker   *broker.Broker
 	running  map[string]bool
 	trainEnc *trainer.EncoderSource
@@ -182,7 +182,7 @@ func (a *app) register(fs *flag.FlagSet, dev bool) {
 	fs.StringVar(&a.updatesTopic, "updates-topic", serving.UpdatesTopic, `compacted topic of model alias moves ("" disables following; the registry is then re-read every --reconcile-interval)`)
 	fs.DurationVar(&a.reconcile, "reconcile-interval", 30*time.Second, "how often the serving set re-reads the registry, covering a missed update event")
 	fs.StringVar(&a.feedbackTopic, "feedback-topic", "triage.feedback", "topic POST /v1/feedback publishes human labels to")
-	fs.StringVar(&a.datasets, "datasets", defaultDataRoot(),
+	fs.StringVar(&a.datasets, "datasets", "../shared/data",
 		"training data folder (banking77/, movie-reviews/) for default models and POST /v1/train data_path (env TRIAGE_DATA_DIR)")
 	fs.StringVar(&a.workDir, "work-dir", "data/work", "trainer scratch folder: bundles are trained here, then registered")
 	fs.StringVar(&a.uploadsDir, "uploads-dir", "", "where training uploads are kept (default WORK_DIR/uploads); with trainer and gateway in separate processes, a folder both see")
@@ -268,9 +268,9 @@ func (a *app) run(ctx context.Context, dev bool) error {
 	if a.store, err = registry.OpenLocal(a.registryDir, registry.Options{Verify: a.verify}); err != nil {
 		return fmt.Errorf("--registry %s: %w", a.registryDir, err)
 	}
-	a.metrics = newRegistry()
-	a.statics = newModelSet(a.opts)
-	a.closers = append(a.closers, a.statics.close)
+	a.metrics = telemetry.NewRegistry()
+	a.statics = serving.NewFixed(a.opts)
+	a.closers = append(a.closers, a.statics.Close)
 	a.manager = lifecycle.New(a.log)
 	a.manager.ShutdownTimeout = a.shutdown
 	for _, d := range defs {
@@ -450,7 +450,7 @@ func (a *app) consumerRole() (lifecycle.Role, error) {
 					routes[topic] = consumer.Passthrough{}
 					continue
 				}
-				m, err := a.statics.get(target)
+				m, err := a.statics.Get(target)
 				if err != nil {
 					return fmt.Errorf("route %s: %w", topic, err)
 				}
@@ -473,7 +473,7 @@ func (a *app) metricsRole() (lifecycle.Role, error) {
 		return lifecycle.Role{}, nil
 	}
 	return lifecycle.Role{Run: func(ctx context.Context) error {
-		return serveMetrics(ctx, a.metricsAddr, a.metrics, func() bool { ok, _ := a.manager.Ready(); return ok }, a.log)
+		return telemetry.Serve(ctx, a.metricsAddr, a.metrics, func() bool { ok, _ := a.manager.Ready(); return ok }, a.log)
 	}}, nil
 }
 
@@ -481,9 +481,10 @@ func (a *app) gatewayRole() (lifecycle.Role, error) {
 	var keyFile string
 	return lifecycle.Role{
 		Start: func(ctx context.Context) error {
-			if a.command == "dev" {
+			if a.command == "dev" && a.gf.apiKeysFile == "" && !a.gf.noAuth {
+				// Working auth out of the box: a dev admin key under --data-dir.
 				var err error
-				if keyFile, err = ensureDevKey(&a.gf, a.dataDir, a.log); err != nil {
+				if a.gf.apiKeysFile, keyFile, err = gateway.EnsureDevKey(a.dataDir); err != nil {
 					return err
 				}
 			}
@@ -527,7 +528,7 @@ func (a *app) gatewayRole() (lifecycle.Role, error) {
 			// serving set swaps in: the gateway changes between two batches.
 			for name, dir := range a.gf.models.dirs {
 				if isBundleDir(dir) {
-					m, err := a.statics.get(dir)
+					m, err := a.statics.Get(dir)
 					if err != nil {
 						return fmt.Errorf("model %s: %w", name, err)
 					}
@@ -707,12 +708,4 @@ func (a *app) kafkaJobs(ctx context.Context) (trainer.Jobs, error) {
 	}
 	a.closers = append(a.closers, kj.Close)
 	return kj, nil
-}
-
-// defaultDataRoot is $TRIAGE_DATA_DIR, else ../shared/data.
-func defaultDataRoot() string {
-	if d := os.Getenv("TRIAGE_DATA_DIR"); d != "" {
-		return d
-	}
-	return "../shared/data"
 }
