@@ -16,17 +16,6 @@ import (
 	"github.com/triage-ml/triage/schemas"
 )
 
-// Reason codes of dead letters (schemas/v1/dead-letter.schema.json).
-const (
-	ReasonInvalidJSON     = "invalid_json"
-	ReasonSchemaViolation = "schema_violation"
-	ReasonEmptyText       = "empty_text"
-	ReasonInvalidUTF8     = "invalid_utf8"
-	ReasonTextTooLong     = "text_too_long"
-	ReasonUnknownRoute    = "unknown_route"
-	ReasonModelError      = "model_error"
-)
-
 // item is one input record on its way to exactly one output record.
 type item struct {
 	rec    *kgo.Record
@@ -44,30 +33,30 @@ func (it *item) fail(code, detail string) { it.reason, it.detail = code, detail 
 func (c *Consumer) validate(it *item) {
 	route, ok := c.cfg.Routes[it.rec.Topic]
 	if !ok {
-		it.fail(ReasonUnknownRoute, fmt.Sprintf("no model is routed for topic %q", it.rec.Topic))
+		it.fail(schemas.ReasonUnknownRoute, fmt.Sprintf("no model is routed for topic %q", it.rec.Topic))
 		return
 	}
 	it.route = route
 	if !utf8.Valid(it.rec.Value) {
 		// Checked on raw bytes: encoding/json would silently replace them.
-		it.fail(ReasonInvalidUTF8, "record value is not valid UTF-8")
+		it.fail(schemas.ReasonInvalidUTF8, "record value is not valid UTF-8")
 		return
 	}
 	in, err := schemas.DecodeInput(it.rec.Value)
 	switch {
 	case errors.Is(err, schemas.ErrInvalidJSON):
-		it.fail(ReasonInvalidJSON, err.Error())
+		it.fail(schemas.ReasonInvalidJSON, err.Error())
 		return
 	case err != nil:
-		it.fail(ReasonSchemaViolation, err.Error())
+		it.fail(schemas.ReasonSchemaViolation, err.Error())
 		return
 	}
 	it.input = in
 	switch {
 	case strings.TrimSpace(in.Text) == "":
-		it.fail(ReasonEmptyText, "text is empty or whitespace only")
+		it.fail(schemas.ReasonEmptyText, "text is empty or whitespace only")
 	case len(in.Text) > c.cfg.MaxTextBytes:
-		it.fail(ReasonTextTooLong, fmt.Sprintf("text is %d bytes, the limit is %d", len(in.Text), c.cfg.MaxTextBytes))
+		it.fail(schemas.ReasonTextTooLong, fmt.Sprintf("text is %d bytes, the limit is %d", len(in.Text), c.cfg.MaxTextBytes))
 	}
 }
 
@@ -177,7 +166,7 @@ func pin(items []item) (release func()) {
 			}
 		}
 		if pn.err != nil {
-			it.fail(ReasonModelError, pn.err.Error())
+			it.fail(schemas.ReasonModelError, pn.err.Error())
 			continue
 		}
 		it.route = pn.p
@@ -197,7 +186,7 @@ func firstErr(a, b error) error {
 }
 
 // classify runs healthy items through their route's model in micro-batches
-// of at most Batch.MaxRecords, keeping input order. A failing batch is
+// of at most Batch.MaxCount, keeping input order. A failing batch is
 // retried one record at a time so one bad record never fails the others.
 func (c *Consumer) classify(ctx context.Context, items []item) {
 	byRoute := map[Predictor][]*item{}
@@ -220,7 +209,7 @@ func (c *Consumer) classify(ctx context.Context, items []item) {
 				c.log.Warn("batch inference failed; retrying records one by one", "records", len(batch), "err", err)
 				for _, it := range batch {
 					if err := c.predict(ctx, p, []*item{it}); err != nil {
-						it.fail(ReasonModelError, err.Error())
+						it.fail(schemas.ReasonModelError, err.Error())
 					}
 				}
 			}

@@ -194,12 +194,15 @@ func authCases() []authCase {
 		{"GET", "/v1/train/tj_nope", ScopeTrain, ""},
 		{"POST", "/v1/feedback", ScopeFeedback, `{"id":"1","text":"t","label":"billing"}`},
 		{"GET", "/metrics", ScopeAdmin, ""},
+		{"POST", "/v1/models/support/promote", ScopeAdmin, `{"version":"v1"}`},
+		{"POST", "/v1/models/support/rollback", ScopeAdmin, ""},
 	}
 }
 
 func TestAuthMatrix(t *testing.T) {
 	ts := newTestServer(t, map[string]Model{"support": newFakeModel(t, "support", "v1")}, func(c *Config) {
 		withJobs(t, c)
+		c.Registry = &fakeModelRegistry{champion: "v1"}
 		c.DataRoot = t.TempDir()
 		c.Feedback = func(context.Context, FeedbackRecord) error { return nil }
 	})
@@ -283,6 +286,10 @@ func fiberPath(p string) string {
 	switch {
 	case strings.HasPrefix(p, "/v1/models/") && strings.HasSuffix(p, "/params"):
 		return "/v1/models/:name/params"
+	case strings.HasPrefix(p, "/v1/models/") && strings.HasSuffix(p, "/promote"):
+		return "/v1/models/:name/promote"
+	case strings.HasPrefix(p, "/v1/models/") && strings.HasSuffix(p, "/rollback"):
+		return "/v1/models/:name/rollback"
 	case strings.HasPrefix(p, "/v1/models/"):
 		return "/v1/models/:name"
 	case strings.HasPrefix(p, "/v1/train/"):

@@ -119,6 +119,7 @@ var errorResponses = map[int]struct{ name, desc string }{
 	401: {"Unauthorized", "No API key, or one the gateway does not know."},
 	403: {"Forbidden", "The API key lacks the scope this route needs."},
 	404: {"NotFound", "No such model, job or route."},
+	409: {"Conflict", "The registry refused the alias move: the version does not load, or there is nothing to roll back to."},
 	413: {"PayloadTooLarge", "The request body or upload exceeds the configured limit."},
 	415: {"UnsupportedMediaType", "A compressed request body (Content-Encoding); send it uncompressed."},
 	422: {"Unprocessable", "Well-formed but invalid: empty or over-long text, too many texts, a label the model does not know."},

@@ -5,7 +5,10 @@
 #      that does not match the documented schema;
 #   b) headless Chromium (playwright-core driving Debian's /usr/bin/chromium) loads
 #      the page at /, types the dev API key and a text, clicks Classify and expects
-#      the label card_arrival; screenshot in artifacts/gateway-page.png.
+#      the label card_arrival; screenshot in artifacts/gateway-page.png;
+#   c) hot swap: a training job with activate reaches /v1/predict and Kafka
+#      predictions within 5 s, and `triage models rollback` brings the previous
+#      version back on both.
 # It starts `triage dev` on free loopback ports and a temporary data dir (models
 # copied from data/models when present, else trained on first start) and stops it
 # with SIGTERM at the end. Exit status is non-zero on any failure.
@@ -159,7 +162,59 @@ E2E_NODE_DIR="$NODE_DIR" GATEWAY_URL="$base" TRIAGE_KEY="$KEY" \
 	SCREENSHOT="$ARTIFACTS/gateway-page.png" EXPECT_LABEL="$EXPECT_LABEL" \
 	node scripts/e2e/page-test.mjs || die "page test failed"
 
-# --- c) stop -----------------------------------------------------------------------
+# --- c) hot swap under triage dev ------------------------------------------------
+# POST /v1/train with activate: the trainer registers and promotes a new version;
+# /v1/predict and new Kafka predictions must both report it within 5 s. Then
+# `triage models rollback` brings the previous version back on both.
+predict_version() {
+	curl -sf -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' \
+		-d '{"model":"support","text":"my card has not arrived yet"}' "$base/v1/predict" |
+		python3 -c 'import json,sys; print(json.load(sys.stdin)["predictions"][0]["model"]["version"])'
+}
+kafka_version() { # produce one input, read its prediction back
+	local id="swap-$1-$RANDOM"
+	"$TRIAGE_BIN" produce --brokers "127.0.0.1:$kafka_port" --topic triage.support-queries \
+		--text "my card has not arrived yet" --id "$id" --progress=false >/dev/null 2>&1 || return 1
+	"$TRIAGE_BIN" tail --brokers "127.0.0.1:$kafka_port" --topic triage.predictions --timeout 1s 2>/dev/null |
+		python3 -c 'import json,sys
+for l in sys.stdin:
+    p = json.loads(l)
+    if p.get("id") == sys.argv[1]: print(p["model"]["version"])' "$id"
+}
+wait_both() { # wait_both VERSION WHAT: both paths report VERSION within 5 s of now
+	local want="$1" start=$SECONDS rest="" kafka=""
+	while ((SECONDS - start <= 5)); do
+		[[ "$rest" == "$want" ]] || rest="$(predict_version || true)"
+		[[ "$kafka" == "$want" ]] || kafka="$(kafka_version "$want" || true)"
+		[[ "$rest" == "$want" && "$kafka" == "$want" ]] && break
+		sleep 0.2
+	done
+	[[ "$rest" == "$want" && "$kafka" == "$want" ]] || die "$2: after 5 s /v1/predict serves ${rest:-?} and Kafka ${kafka:-?}, want $want"
+	echo "hot swap: $2: /v1/predict and Kafka predictions on $want within $((SECONDS - start)) s"
+}
+before="$(predict_version)"
+job="$(curl -sf -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' \
+	-d '{"data_path":"banking77/train.csv","text_column":"text","label_column":"category","name":"support","activate":true,"max_epochs":2}' \
+	"$base/v1/train" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')" || die "POST /v1/train failed"
+deadline=$((SECONDS + 300))
+while :; do
+	job_json="$(curl -sf -H "Authorization: Bearer $KEY" "$base/v1/train/$job")" || die "GET /v1/train/$job failed"
+	job_status="$(python3 -c 'import json,sys; j=json.load(sys.stdin); print(j["status"], j.get("version",""), j.get("error",""))' <<<"$job_json")"
+	case "$job_status" in
+	succeeded*) break ;;
+	failed*) die "training job failed: $job_status" ;;
+	esac
+	((SECONDS < deadline)) || die "training job not done within 300 s: $job_status"
+	sleep 1
+done
+after="$(awk '{print $2}' <<<"$job_status")"
+[[ -n "$after" && "$after" != "$before" ]] || die "training job registered version '$after' (serving before: $before)"
+wait_both "$after" "POST /v1/train activate ($before -> $after)"
+"$TRIAGE_BIN" models rollback support --registry "$data_dir/registry" --brokers "127.0.0.1:$kafka_port" \
+	--reason "gateway-e2e rollback" --log-level warn >/dev/null || die "triage models rollback failed"
+wait_both "$before" "triage models rollback ($after -> $before)"
+
+# --- d) stop -----------------------------------------------------------------------
 stop_dev
 [[ $dev_killed -eq 0 ]] || die "triage dev had to be killed: it did not exit on SIGTERM"
 if grep -q '"level":"ERROR"' "$dev_log"; then

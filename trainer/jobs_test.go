@@ -93,6 +93,7 @@ type testService struct {
 	prom       *prometheus.Registry
 	cancel     context.CancelFunc
 	done       chan error
+	runErr     error
 	work, upld string
 }
 
@@ -129,7 +130,7 @@ func (ts *testService) stop() {
 		return
 	}
 	ts.cancel()
-	<-ts.done
+	ts.runErr = <-ts.done
 	ts.cancel = nil
 }
 
@@ -158,6 +159,15 @@ func TestJobSucceeds(t *testing.T) {
 	ts.start(t)
 	data := synthetic(t, "tickets.csv", "text", "label", false)
 	seed := uint64(5)
+	var mu sync.Mutex
+	stages := map[string]bool{}
+	ts.reg.onRegister = func(ctx context.Context, dir string) error {
+		got, _ := ts.Get(context.Background(), "tj_"+strings.TrimPrefix(filepath.Base(dir), "support-tj_"))
+		mu.Lock()
+		stages[got.Stage] = true
+		mu.Unlock()
+		return nil
+	}
 	st, err := ts.Submit(context.Background(), JobRequest{Name: "support", DataPath: data, Source: "tickets.csv",
 		Activate: true, Seed: &seed, MaxEpochs: 3, RequestedBy: "api-key:ops"})
 	if err != nil {
@@ -165,15 +175,6 @@ func TestJobSucceeds(t *testing.T) {
 	}
 	if st.Status != JobQueued || !strings.HasPrefix(st.ID, "tj_") || st.CreatedAt.IsZero() {
 		t.Errorf("submitted: %+v", st)
-	}
-	var mu sync.Mutex
-	stages := map[string]bool{}
-	ts.reg.onRegister = func(context.Context, string) error {
-		got, _ := ts.Get(context.Background(), st.ID)
-		mu.Lock()
-		stages[got.Stage] = true
-		mu.Unlock()
-		return nil
 	}
 	j := waitStatus(t, ts, st.ID, finished)
 	if j.Status != JobSucceeded || j.Version != "v1" || !j.Activated || j.Progress != 1 || j.Stage != StageDone ||
@@ -347,8 +348,8 @@ func TestJobShutdown(t *testing.T) {
 		t.Errorf("running job: %+v", st)
 	}
 	ts.stop()
-	if err := <-ts.done; err != nil {
-		t.Fatalf("Run: %v", err)
+	if ts.runErr != nil {
+		t.Fatalf("Run: %v", ts.runErr)
 	}
 	for id, want := range map[string]string{a.ID: "before the job finished", b.ID: "before the job started"} {
 		st, _ := ts.Get(context.Background(), id)

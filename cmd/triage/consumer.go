@@ -65,8 +65,11 @@ func (c *consumerFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.predictions, "predictions-topic", "triage.predictions", "topic predictions are published to")
 	fs.StringVar(&c.deadLetters, "dead-letter-topic", "triage.dead-letters", "topic rejected inputs are published to, with the reason")
 	fs.StringVar(&c.delivery, "delivery", consumer.ExactlyOnce, "exactly-once (Kafka transactions) or at-least-once")
+	// Count and wait only: the consumer batches records before they are
+	// tokenised, so a token limit applies inside inference, not here.
 	c.batch = batch.Default()
-	c.batch.RegisterFlags("", fs)
+	fs.IntVar(&c.batch.MaxCount, "batch-max", c.batch.MaxCount, "most texts per inference micro-batch")
+	fs.DurationVar(&c.batch.MaxWait, "batch-wait", c.batch.MaxWait, "longest wait to fill a micro-batch after its first record")
 	fs.IntVar(&c.maxPoll, "max-poll-records", 1000, "most records per transaction")
 	fs.IntVar(&c.maxTextBytes, "max-text-bytes", 64<<10, "texts longer than this are dead-lettered (text_too_long)")
 }
