@@ -9,6 +9,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -74,6 +75,33 @@ type Config struct {
 	ClientOpts []kgo.Opt
 }
 
+// Defaults, shared by RegisterFlags and Validate (one place each).
+const (
+	DefaultGroup            = "triage-consumer"
+	DefaultPredictionsTopic = "triage.predictions"
+	DefaultDeadLetterTopic  = "triage.dead-letters"
+	DefaultMaxPollRecords   = 1000
+	DefaultMaxTextBytes     = 64 << 10
+)
+
+// RegisterFlags binds the consumer's settings to flags with their
+// defaults. Brokers and routes are the composition's (shared with other
+// roles, and mapped to models there).
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.Group, "group", DefaultGroup, "Kafka consumer group")
+	fs.StringVar(&c.InstanceID, "instance-id", "", "stable id of this consumer across restarts (e.g. the pod name): static group membership and a stable transactional id, for fast recovery")
+	fs.StringVar(&c.PredictionsTopic, "predictions-topic", DefaultPredictionsTopic, "topic predictions are published to")
+	fs.StringVar(&c.DeadLetterTopic, "dead-letter-topic", DefaultDeadLetterTopic, "topic rejected inputs are published to, with the reason")
+	fs.StringVar(&c.Delivery, "delivery", ExactlyOnce, "exactly-once (Kafka transactions) or at-least-once")
+	// Count and wait only: records are batched before they are tokenised,
+	// so a token limit applies inside inference, not here.
+	c.Batch = batch.Default()
+	fs.IntVar(&c.Batch.MaxCount, "batch-max", c.Batch.MaxCount, "most texts per inference micro-batch")
+	fs.DurationVar(&c.Batch.MaxWait, "batch-wait", c.Batch.MaxWait, "longest wait to fill a micro-batch after its first record")
+	fs.IntVar(&c.MaxPollRecords, "max-poll-records", DefaultMaxPollRecords, "most records per transaction")
+	fs.IntVar(&c.MaxTextBytes, "max-text-bytes", DefaultMaxTextBytes, "texts longer than this are dead-lettered (text_too_long)")
+}
+
 // Validate fills defaults and reports every problem with what to change.
 func (c *Config) Validate() error {
 	var errs []error
@@ -81,16 +109,16 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("brokers: at least one Kafka bootstrap address is required (--brokers)"))
 	}
 	if len(c.Routes) == 0 {
-		errs = append(errs, errors.New("routes: map at least one input topic to a model (--route topic=model-dir)"))
+		errs = append(errs, errors.New("routes: map at least one input topic to a model (--route topic=MODEL)"))
 	}
 	for t, p := range c.Routes {
 		if t == "" || p == nil {
 			errs = append(errs, fmt.Errorf("route %q: topic and model are required", t))
 		}
 	}
-	c.Group = cmp.Or(c.Group, "triage-consumer")
-	c.PredictionsTopic = cmp.Or(c.PredictionsTopic, "triage.predictions")
-	c.DeadLetterTopic = cmp.Or(c.DeadLetterTopic, "triage.dead-letters")
+	c.Group = cmp.Or(c.Group, DefaultGroup)
+	c.PredictionsTopic = cmp.Or(c.PredictionsTopic, DefaultPredictionsTopic)
+	c.DeadLetterTopic = cmp.Or(c.DeadLetterTopic, DefaultDeadLetterTopic)
 	if _, ok := c.Routes[c.PredictionsTopic]; ok {
 		errs = append(errs, fmt.Errorf("predictions topic %q is also an input topic", c.PredictionsTopic))
 	}
@@ -120,11 +148,11 @@ func (c *Config) Validate() error {
 	if err := checkBatch(c.Batch); err != nil {
 		errs = append(errs, err)
 	}
-	c.MaxPollRecords = cmp.Or(c.MaxPollRecords, 1000)
+	c.MaxPollRecords = cmp.Or(c.MaxPollRecords, DefaultMaxPollRecords)
 	if c.MaxPollRecords < c.Batch.MaxCount {
 		c.MaxPollRecords = c.Batch.MaxCount
 	}
-	c.MaxTextBytes = cmp.Or(c.MaxTextBytes, 64<<10)
+	c.MaxTextBytes = cmp.Or(c.MaxTextBytes, DefaultMaxTextBytes)
 	if c.MaxTextBytes < 1 {
 		errs = append(errs, fmt.Errorf("max text bytes %d: must be >= 1", c.MaxTextBytes))
 	}

@@ -357,7 +357,7 @@ func (s *JobService) Submit(_ context.Context, r JobRequest) (JobStatus, error) 
 	s.metrics.queued.Set(float64(len(s.queue)))
 	s.publish(j)
 	s.log.Info("training job queued", "job", r.ID, "name", r.Name, "source", r.Source, "activate", r.Activate, "by", r.RequestedBy)
-	return j.snapshot(), nil
+	return queuedStatus(r), nil // a worker may have started it already
 }
 
 // checkData keeps non-upload data inside DataRoots, when they are set.
@@ -430,14 +430,11 @@ func (s *JobService) publishLocked(j *job) {
 // Run runs queued jobs (and, with Kafka, takes requests from it) until
 // ctx ends. Then a running job's training is cancelled (registration and
 // promotion in progress complete) and every unfinished job ends failed,
-// saying why. It returns nil on a clean shutdown.
+// saying why. It returns nil on a clean shutdown, or why it could not start.
 func (s *JobService) Run(ctx context.Context) error {
 	if !s.ran.CompareAndSwap(false, true) {
 		return errors.New("trainer jobs: Run called twice")
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var runErr error
 	var consumer sync.WaitGroup
 	if s.kafka != nil {
 		if err := s.kafka.start(ctx); err != nil {
@@ -450,12 +447,7 @@ func (s *JobService) Run(ctx context.Context) error {
 			s.publish(s.byID[id])
 		}
 		s.mu.Unlock()
-		consumer.Go(func() {
-			if err := s.kafka.consume(ctx, s); err != nil {
-				runErr = err
-				cancel()
-			}
-		})
+		consumer.Go(func() { s.kafka.consume(ctx, s) })
 	}
 	s.running.Store(true)
 	s.log.Info("trainer running", "workers", s.cfg.Workers, "queue", s.cfg.Queue, "kafka", s.kafka != nil)
@@ -475,7 +467,7 @@ func (s *JobService) Run(ctx context.Context) error {
 		s.kafka.close()
 	}
 	s.log.Info("trainer stopped")
-	return runErr
+	return nil
 }
 
 // shutdown fails the jobs still queued. Submit refuses new ones by now.

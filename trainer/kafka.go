@@ -151,15 +151,15 @@ func (k *kafkaService) publish(st JobStatus) {
 // consume queues requests until ctx ends, polling only as many as the
 // queue has room for, so a busy trainer leaves requests to its peers.
 // A request's offset is committed once it is queued (or rejected).
-func (k *kafkaService) consume(ctx context.Context, s *JobService) error {
+func (k *kafkaService) consume(ctx context.Context, s *JobService) {
 	defer k.cons.CloseAllowingRebalance() // leaves the group: peers take the partitions now
 	for {
 		if !s.waitRoom(ctx) {
-			return nil
+			return
 		}
 		fs := k.cons.PollRecords(ctx, s.room())
 		if fs.IsClientClosed() || ctx.Err() != nil {
-			return nil // records polled but not queued are not committed: a peer gets them
+			return // records polled but not queued are not committed: a peer gets them
 		}
 		fs.EachError(func(t string, p int32, err error) {
 			k.log.Warn("fetch training requests", "topic", t, "partition", p, "err", err)
@@ -318,8 +318,8 @@ func (k *KafkaJobs) UploadDir() string { return k.cfg.UploadDir }
 // ended at start, so Get knows every earlier job.
 func (k *KafkaJobs) Ready() bool { return k.ready.Load() }
 
-// Submit produces r and returns its queued status; see Jobs. The queue
-// is Kafka: it is never full.
+// Submit publishes r's queued status, then r, and returns the status;
+// see Jobs. The queue is Kafka: it is never full.
 func (k *KafkaJobs) Submit(ctx context.Context, r JobRequest) (JobStatus, error) {
 	if err := checkRequest(&r, k.cfg.UploadDir); err != nil {
 		return JobStatus{}, err
@@ -329,6 +329,10 @@ func (k *KafkaJobs) Submit(ctx context.Context, r JobRequest) (JobStatus, error)
 		return JobStatus{}, fmt.Errorf("encode training request: %w", err)
 	}
 	st := queuedStatus(r)
+	sv, err := json.Marshal(st)
+	if err != nil {
+		return JobStatus{}, fmt.Errorf("encode training status: %w", err)
+	}
 	k.mu.Lock()
 	if _, dup := k.status[r.ID]; dup {
 		k.mu.Unlock()
@@ -336,7 +340,23 @@ func (k *KafkaJobs) Submit(ctx context.Context, r JobRequest) (JobStatus, error)
 	}
 	k.status[r.ID] = st // Get works before the trainer's first status arrives
 	k.mu.Unlock()
-	if err := k.prod.ProduceSync(ctx, &kgo.Record{Key: []byte(r.ID), Value: v}).FirstErr(); err != nil {
+	// The queued status goes first, so every client (other gateways, this
+	// one restarted) knows the job even while no trainer runs; it is
+	// appended before the request exists, so it never overwrites a
+	// trainer's status.
+	key := []byte(r.ID)
+	err = k.prod.ProduceSync(ctx, &kgo.Record{Topic: k.cfg.Kafka.StatusTopic, Key: key, Value: sv}).FirstErr()
+	if err == nil {
+		if err = k.prod.ProduceSync(ctx, &kgo.Record{Key: key, Value: v}).FirstErr(); err != nil {
+			// Withdraw the status: a tombstone.
+			tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			if terr := k.prod.ProduceSync(tctx, &kgo.Record{Topic: k.cfg.Kafka.StatusTopic, Key: key}).FirstErr(); terr != nil {
+				k.log.Warn("withdraw status of an unsubmitted training job", "job", r.ID, "err", terr)
+			}
+			cancel()
+		}
+	}
+	if err != nil {
 		k.mu.Lock()
 		delete(k.status, r.ID) // no trainer saw it
 		k.mu.Unlock()

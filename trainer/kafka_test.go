@@ -196,3 +196,39 @@ func TestJobsKafkaQueuedAtShutdown(t *testing.T) {
 		}
 	}
 }
+
+// TestKafkaJobsBeforeTrainer: a job submitted while no trainer runs is
+// known to every client at once, and runs when a trainer starts.
+func TestKafkaJobsBeforeTrainer(t *testing.T) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cluster.Close)
+	kc := KafkaConfig{Brokers: cluster.ListenAddrs(), ClientOpts: []kgo.Opt{kgo.FetchMaxWait(100 * time.Millisecond)}}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var clients [2]*KafkaJobs
+	for i := range clients {
+		c, err := NewKafkaJobs(ctx, KafkaJobsConfig{Kafka: kc})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		clients[i] = c
+	}
+	st, err := clients[0].Submit(ctx, JobRequest{Name: "m", DataPath: synthetic(t, "d.csv", "text", "label", false), MaxEpochs: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := waitStatus(t, clients[1], st.ID, func(JobStatus) bool { return true }); got.Status != JobQueued {
+		t.Errorf("other client: %+v", got)
+	}
+	ts := newTestService(t, func(c *JobsConfig) { c.Kafka = &kc })
+	ts.start(t)
+	for _, c := range clients {
+		if got := waitStatus(t, c, st.ID, finished); got.Status != JobSucceeded || got.Version != "v1" {
+			t.Errorf("job: %+v", got)
+		}
+	}
+}

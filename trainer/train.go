@@ -1,6 +1,9 @@
 // Package trainer trains Triage's linear text classifiers in pure Go and
 // writes them as model bundles that ONNX Runtime serves: featurise, carve a
 // stratified validation split, search hyper-parameters on it, export ONNX.
+// JobService is the trainer role: it queues training jobs, registers what
+// they train and, over Kafka (KafkaJobs on the client side), serves other
+// processes.
 package trainer
 
 import (

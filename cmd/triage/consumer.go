@@ -10,7 +10,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/triage-ml/triage/batch"
 	"github.com/triage-ml/triage/consumer"
 )
 
@@ -49,38 +48,24 @@ func (m *dirMapFlag) Set(v string) error {
 	return nil
 }
 
-// consumerFlags are shared by `triage consumer` and `triage dev`.
+// consumerFlags are the consumer's flags (consumer.Config registers its
+// own) plus --route, which maps topics to models in the composition.
 type consumerFlags struct {
-	group, predictions, deadLetters, delivery, instance string
-	maxPoll, maxTextBytes                               int
-	batch                                               batch.Policy
-	routes                                              dirMapFlag
+	consumer.Config
+	routes dirMapFlag
 }
 
 func (c *consumerFlags) register(fs *flag.FlagSet) {
 	c.routes.what = "topic"
 	fs.Var(&c.routes, "route", "input topic to model: topic=NAME (the registry's champion, hot-swapped) or topic=DIR (a fixed bundle); repeatable; default triage.support-queries=support, triage.reviews=reviews; \"passthrough\" serves no model (benchmark baseline)")
-	fs.StringVar(&c.group, "group", "triage-consumer", "Kafka consumer group")
-	fs.StringVar(&c.instance, "instance-id", "", "stable id of this consumer across restarts (e.g. the pod name): static group membership and a stable transactional id, for fast recovery")
-	fs.StringVar(&c.predictions, "predictions-topic", "triage.predictions", "topic predictions are published to")
-	fs.StringVar(&c.deadLetters, "dead-letter-topic", "triage.dead-letters", "topic rejected inputs are published to, with the reason")
-	fs.StringVar(&c.delivery, "delivery", consumer.ExactlyOnce, "exactly-once (Kafka transactions) or at-least-once")
-	// Count and wait only: the consumer batches records before they are
-	// tokenised, so a token limit applies inside inference, not here.
-	c.batch = batch.Default()
-	fs.IntVar(&c.batch.MaxCount, "batch-max", c.batch.MaxCount, "most texts per inference micro-batch")
-	fs.DurationVar(&c.batch.MaxWait, "batch-wait", c.batch.MaxWait, "longest wait to fill a micro-batch after its first record")
-	fs.IntVar(&c.maxPoll, "max-poll-records", 1000, "most records per transaction")
-	fs.IntVar(&c.maxTextBytes, "max-text-bytes", 64<<10, "texts longer than this are dead-lettered (text_too_long)")
+	c.Config.RegisterFlags(fs)
 }
 
 // passthroughRoute as a route's model serves no model (benchmarks).
 const passthroughRoute = consumer.PassthroughRoute
 
 func (c *consumerFlags) config(brokers []string, routes map[string]consumer.Predictor, log *slog.Logger, reg prometheus.Registerer) consumer.Config {
-	return consumer.Config{
-		Brokers: brokers, Group: c.group, Routes: routes, PredictionsTopic: c.predictions, DeadLetterTopic: c.deadLetters,
-		Delivery: c.delivery, InstanceID: c.instance, Batch: c.batch,
-		MaxPollRecords: c.maxPoll, MaxTextBytes: c.maxTextBytes, Logger: log, Registerer: reg,
-	}
+	cfg := c.Config
+	cfg.Brokers, cfg.Routes, cfg.Logger, cfg.Registerer = brokers, routes, log, reg
+	return cfg
 }

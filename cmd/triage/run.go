@@ -324,7 +324,7 @@ func (a *app) brokerRole() (lifecycle.Role, error) {
 	if a.dataDir == "" {
 		return lifecycle.Role{}, errors.New("the embedded broker runs under `triage dev` (it needs --data-dir)")
 	}
-	topics := []string{a.cf.predictions, a.cf.deadLetters, a.feedbackTopic}
+	topics := []string{a.cf.PredictionsTopic, a.cf.DeadLetterTopic, a.feedbackTopic}
 	for t, target := range a.routes() {
 		_ = target
 		topics = append(topics, t)
@@ -393,7 +393,7 @@ func (a *app) servedNames() []string {
 
 func (a *app) modelsRole() (lifecycle.Role, error) {
 	open := func(dir string) (serving.Model, error) { return inference.Open(dir, a.opts) }
-	set, err := serving.New(serving.Config{Store: a.store, Open: open, Names: a.servedNames(), Instance: a.cf.instance,
+	set, err := serving.New(serving.Config{Store: a.store, Open: open, Names: a.servedNames(), Instance: a.cf.InstanceID,
 		Logger: a.log, Registerer: a.metrics})
 	if err != nil {
 		return lifecycle.Role{}, err
@@ -490,7 +490,7 @@ func (a *app) gatewayRole() (lifecycle.Role, error) {
 			}
 			// The gateway drains within the one shutdown deadline, leaving
 			// the rest of it to the roles that stop after it.
-			a.gf.maxTextBytes, a.gf.dataRoot, a.gf.shutdownTimeout = a.cf.maxTextBytes, a.datasets, a.shutdown*2/3
+			a.gf.maxTextBytes, a.gf.dataRoot, a.gf.shutdownTimeout = a.cf.MaxTextBytes, a.datasets, a.shutdown*2/3
 			var kafkaReady func() bool
 			if a.consumer != nil {
 				kafkaReady = a.consumer.Ready
@@ -580,7 +580,7 @@ func (a *app) announceWhenReady(ctx context.Context, defs []roleDef) {
 					in = append(in, topic)
 				}
 				slices.Sort(in)
-				parts = append(parts, fmt.Sprintf("input topics %v -> %s (dead letters: %s)", in, a.cf.predictions, a.cf.deadLetters))
+				parts = append(parts, fmt.Sprintf("input topics %v -> %s (dead letters: %s)", in, a.cf.PredictionsTopic, a.cf.DeadLetterTopic))
 			}
 			if a.gateway != nil {
 				parts = append(parts, "gateway http://"+a.gateway.Addr())
