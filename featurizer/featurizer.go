@@ -312,12 +312,7 @@ func (e *Extractor) Fit(texts []string) (*Vocab, error) {
 type Vector struct {
 	IDs       []int64
 	Weights   []float32
-	Truncated bool // text exceeded MaxRunes (or the encoder's max length) and was cut
-	// Tokens are the text's WordPiece ids ([CLS] … [SEP], unpadded) for
-	// models with a sentence encoder; nil for n-gram-only models. They ride
-	// along here so tokenising, like featurising, happens off the ONNX
-	// Runtime thread.
-	Tokens []int64
+	Truncated bool // text exceeded MaxRunes and was cut
 }
 
 // AppendDense returns new vectors: each of vs followed by its

@@ -7,12 +7,11 @@ import (
 	"time"
 
 	"github.com/triage-ml/triage/batch"
-	"github.com/triage-ml/triage/featurizer"
 	"github.com/triage-ml/triage/inference"
 )
 
 // batcher coalesces concurrent /v1/predict requests for one model into
-// single PredictVectors calls: requests featurise their texts in their own
+// single PredictInputs calls: requests featurise their texts in their own
 // goroutine, then queue the vectors here; the loop takes the first request,
 // keeps collecting until the policy's MaxCount vectors or MaxWait has
 // passed, and runs them as one batch, handing each request its slice of the
@@ -24,7 +23,7 @@ type batcher struct {
 	model    Model
 	in       chan *batchReq
 	policy   batch.Policy  // MaxCount and MaxWait; vectors carry no token count
-	sem      chan struct{} // bounds concurrent PredictVectors runs
+	sem      chan struct{} // bounds concurrent PredictInputs runs
 	observe  func(n int)
 	ctx      context.Context
 	running  sync.WaitGroup
@@ -33,7 +32,7 @@ type batcher struct {
 }
 
 type batchReq struct {
-	vs  []featurizer.Vector
+	vs  []inference.Input
 	out chan batchResult // buffered: the loop never blocks on a caller that gave up
 }
 
@@ -50,7 +49,7 @@ func newBatcher(ctx context.Context, m Model, p batch.Policy, concurrency int, o
 }
 
 // predict queues vs and waits for its predictions.
-func (b *batcher) predict(ctx context.Context, vs []featurizer.Vector) ([]inference.Prediction, error) {
+func (b *batcher) predict(ctx context.Context, vs []inference.Input) ([]inference.Prediction, error) {
 	req := &batchReq{vs: vs, out: make(chan batchResult, 1)}
 	select {
 	case b.in <- req:
@@ -141,7 +140,7 @@ func (b *batcher) loop() {
 // already took one). While it waits, requests keep queueing, so a busy
 // model gets larger batches.
 func (b *batcher) run(reqs []*batchReq, n int, holding bool) {
-	vs := make([]featurizer.Vector, 0, n)
+	vs := make([]inference.Input, 0, n)
 	for _, r := range reqs {
 		vs = append(vs, r.vs...)
 	}
@@ -167,15 +166,15 @@ func (b *batcher) run(reqs []*batchReq, n int, holding bool) {
 	}()
 }
 
-// safePredict runs PredictVectors, turning a panic or a short result into
+// safePredict runs PredictInputs, turning a panic or a short result into
 // an error rather than a crash or an index out of range.
-func safePredict(ctx context.Context, m Model, vs []featurizer.Vector) (preds []inference.Prediction, err error) {
+func safePredict(ctx context.Context, m Model, vs []inference.Input) (preds []inference.Prediction, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			preds, err = nil, fmt.Errorf("predict panicked: %v", r)
 		}
 	}()
-	preds, err = m.PredictVectors(ctx, vs)
+	preds, err = m.PredictInputs(ctx, vs)
 	if err == nil && len(preds) != len(vs) {
 		return nil, fmt.Errorf("predict returned %d predictions for %d texts", len(preds), len(vs))
 	}

@@ -701,7 +701,7 @@ func TestSwapWaitsForInFlight(t *testing.T) {
 				code, _, b := ts.call(t, "POST", "/v1/predict", "predictor", `{"text":"x"}`)
 				res <- fmt.Sprint(code, " ", decodeJSON[PredictResponse](t, b).Predictions[0].Model.Version)
 			}()
-			<-old.entered // the request is inside PredictVectors
+			<-old.entered // the request is inside PredictInputs
 			next := newFakeModel(t, "support", "v2")
 			ts.models.put(ts.newEntry("support", next, true))
 			code, _, b := ts.call(t, "POST", "/v1/predict", "predictor", `{"text":"x"}`)

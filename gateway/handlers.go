@@ -13,7 +13,6 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/triage-ml/triage/bundle"
-	"github.com/triage-ml/triage/featurizer"
 	"github.com/triage-ml/triage/inference"
 	"github.com/triage-ml/triage/internal/scoring"
 )
@@ -45,7 +44,7 @@ func (s *Server) handlePredict(c *fiber.Ctx) error {
 	// Featurise here, in the request's goroutine: it is most of the CPU
 	// work, and it parallelises across requests; only the ONNX Runtime
 	// call is shared.
-	vs := make([]featurizer.Vector, len(in.texts))
+	vs := make([]inference.Input, len(in.texts))
 	for i, t := range in.texts {
 		vs[i] = e.model.Transform(t)
 	}

@@ -29,14 +29,14 @@ import (
 )
 
 // fakeModel is a Model without ONNX Runtime: it scores labels by keyword and
-// records every PredictVectors call's batch size.
+// records every PredictInputs call's batch size.
 type fakeModel struct {
 	name, version string
 	labels        []string
 	fz            *featurizer.Featurizer
 	delay         time.Duration
-	gate          chan struct{} // when set, PredictVectors waits for it
-	entered       chan struct{} // when set, signalled as PredictVectors starts
+	gate          chan struct{} // when set, PredictInputs waits for it
+	entered       chan struct{} // when set, signalled as PredictInputs starts
 	err           error
 
 	mu      sync.Mutex
@@ -63,7 +63,7 @@ func newFakeModel(t testing.TB, name, version string) *fakeModel {
 	return &fakeModel{name: name, version: version, labels: fakeLabels, fz: fz}
 }
 
-func (m *fakeModel) PredictVectors(ctx context.Context, vs []featurizer.Vector) ([]inference.Prediction, error) {
+func (m *fakeModel) PredictInputs(ctx context.Context, vs []inference.Input) ([]inference.Prediction, error) {
 	if m.entered != nil {
 		m.entered <- struct{}{}
 	}
@@ -85,14 +85,17 @@ func (m *fakeModel) PredictVectors(ctx context.Context, vs []featurizer.Vector) 
 	out := make([]inference.Prediction, len(vs))
 	for i, v := range vs {
 		// Deterministic: the label depends on the number of features.
-		top := len(v.IDs) % len(m.labels)
+		top := len(v.Features.IDs) % len(m.labels)
 		scores := []inference.Score{{Label: m.labels[top], Score: 0.7}, {Label: m.labels[(top+1)%3], Score: 0.2}, {Label: m.labels[(top+2)%3], Score: 0.1}}
 		out[i] = inference.Prediction{Label: scores[0].Label, Confidence: 0.7, Scores: scores, Model: m.Ref(), Truncated: v.Truncated}
 	}
 	return out, nil
 }
 
-func (m *fakeModel) Transform(text string) featurizer.Vector { return m.fz.Transform(text) }
+func (m *fakeModel) Transform(text string) inference.Input {
+	v := m.fz.Transform(text)
+	return inference.Input{Features: v, Truncated: v.Truncated}
+}
 
 func (m *fakeModel) Manifest() bundle.Manifest {
 	return bundle.Manifest{Name: m.name, Version: m.version, Labels: m.labels, CreatedAt: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC),

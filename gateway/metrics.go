@@ -11,7 +11,6 @@ type metrics struct {
 	duration    *prometheus.HistogramVec // route
 	batchSize   *prometheus.HistogramVec // model
 	rateLimited *prometheus.CounterVec   // key
-	trainJobs   *prometheus.CounterVec   // status
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -30,16 +29,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "triage_gateway_rate_limited_total", Help: "Requests refused with 429, by API key name.",
 		}, []string{"key"}),
-		trainJobs: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "triage_gateway_train_jobs_total", Help: "Training jobs finished, by outcome.",
-		}, []string{"status"}),
 	}
 	var err error
 	m.requests = register(reg, m.requests, &err)
 	m.duration = register(reg, m.duration, &err)
 	m.batchSize = register(reg, m.batchSize, &err)
 	m.rateLimited = register(reg, m.rateLimited, &err)
-	m.trainJobs = register(reg, m.trainJobs, &err)
 	return m, err
 }
 

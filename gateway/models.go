@@ -10,7 +10,6 @@ import (
 	"sync/atomic"
 
 	"github.com/triage-ml/triage/bundle"
-	"github.com/triage-ml/triage/featurizer"
 	"github.com/triage-ml/triage/inference"
 )
 
@@ -18,10 +17,10 @@ import (
 // Model that also implements io.Closer is closed once no name serves it,
 // if the gateway owns it (see Config.Models and Config.OwnModels).
 type Model interface {
-	PredictVectors(ctx context.Context, vs []featurizer.Vector) ([]inference.Prediction, error)
+	PredictInputs(ctx context.Context, vs []inference.Input) ([]inference.Prediction, error)
 	// Transform prepares one text (n-gram features and/or encoder tokens);
 	// it runs in the request's goroutine, off the ONNX Runtime thread.
-	Transform(text string) featurizer.Vector
+	Transform(text string) inference.Input
 	Manifest() bundle.Manifest
 	Ref() inference.ModelRef
 }

@@ -42,7 +42,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/triage-ml/triage/batch"
-	"github.com/triage-ml/triage/inference"
 	"github.com/triage-ml/triage/trainer"
 )
 
@@ -63,15 +62,10 @@ type Config struct {
 	// Models is the initial serving set, by name. Unless OwnModels is set
 	// the caller keeps ownership and the gateway never closes them (they
 	// may be shared, e.g. with the Kafka consumer in `triage dev`); with
-	// OwnModels the gateway closes each once no name serves it (replaced by
-	// an activated training job, or on Close). Models the gateway loads
-	// itself (train jobs with activate) are always its own.
+	// OwnModels the gateway closes each once no name serves it (replaced
+	// through Serve, or on Close).
 	Models    map[string]Model
 	OwnModels bool
-	// OpenModel loads a trained bundle for activation; default
-	// inference.Open(dir, ModelOptions).
-	OpenModel    func(dir string) (Model, error)
-	ModelOptions inference.ModelOptions
 
 	// Feedback receives validated POST /v1/feedback bodies (wired to Kafka
 	// by the caller). nil answers 503.
@@ -84,6 +78,8 @@ type Config struct {
 	// bucket then applies.
 	Keys        []APIKey
 	DisableAuth bool
+	// KeysFile, when set, is loaded (LoadKeys) and its keys added to Keys.
+	KeysFile string
 	// DefaultRate (requests/s, default 50) and DefaultBurst (default 100)
 	// apply to keys without their own rate/burst.
 	DefaultRate  float64
@@ -140,18 +136,28 @@ type Config struct {
 	Logger          *slog.Logger
 }
 
+// Validate reports every problem with c as New would, without building a
+// server: for checking flags before slower roles start.
+func (c Config) Validate() error {
+	if c.Registerer == nil && c.Gatherer == nil {
+		reg := prometheus.NewRegistry()
+		c.Registerer, c.Gatherer = reg, reg
+	}
+	return c.defaults()
+}
+
 func (c *Config) defaults() error {
-	c.Addr = cmp.Or(c.Addr, "127.0.0.1:8080")
-	c.DefaultRate = cmp.Or(c.DefaultRate, 50)
-	c.DefaultBurst = cmp.Or(c.DefaultBurst, 100)
-	c.BodyLimit = cmp.Or(c.BodyLimit, 4<<20)
-	c.UploadLimit = cmp.Or(c.UploadLimit, 64<<20)
-	c.MaxBatch = cmp.Or(c.MaxBatch, 256)
-	c.MaxTextBytes = cmp.Or(c.MaxTextBytes, 64<<10)
+	c.Addr = cmp.Or(c.Addr, DefaultAddr)
+	c.DefaultRate = cmp.Or(c.DefaultRate, DefaultRate)
+	c.DefaultBurst = cmp.Or(c.DefaultBurst, DefaultBurst)
+	c.BodyLimit = cmp.Or(c.BodyLimit, DefaultBodyLimit)
+	c.UploadLimit = cmp.Or(c.UploadLimit, DefaultUploadLimit)
+	c.MaxBatch = cmp.Or(c.MaxBatch, DefaultMaxBatch)
+	c.MaxTextBytes = cmp.Or(c.MaxTextBytes, DefaultMaxTextBytes)
 	c.PredictTimeout = cmp.Or(c.PredictTimeout, 30*time.Second)
-	c.BatchMaxTexts = cmp.Or(c.BatchMaxTexts, 256)
+	c.BatchMaxTexts = cmp.Or(c.BatchMaxTexts, DefaultBatchMaxTexts)
 	if c.BatchMaxWait == 0 {
-		c.BatchMaxWait = time.Millisecond
+		c.BatchMaxWait = DefaultBatchMaxWait
 	}
 	c.BatchConcurrency = cmp.Or(c.BatchConcurrency, 1)
 	c.ShutdownTimeout = cmp.Or(c.ShutdownTimeout, 10*time.Second)
@@ -163,16 +169,6 @@ func (c *Config) defaults() error {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
-	}
-	if c.OpenModel == nil {
-		opts := c.ModelOptions
-		c.OpenModel = func(dir string) (Model, error) {
-			m, err := inference.Open(dir, opts)
-			if err != nil {
-				return nil, err
-			}
-			return m, nil
-		}
 	}
 	if c.Registerer == nil && c.Gatherer == nil {
 		reg := prometheus.NewRegistry()
@@ -190,23 +186,33 @@ func (c *Config) defaults() error {
 	}
 	var errs []error
 	if c.DefaultRate < 0 || c.DefaultBurst < 1 {
-		errs = append(errs, fmt.Errorf("rate %v / burst %d: need rate >= 0 and burst >= 1", c.DefaultRate, c.DefaultBurst))
+		errs = append(errs, fmt.Errorf("rate %v / burst %d: need --rate > 0 and --burst >= 1", c.DefaultRate, c.DefaultBurst))
 	}
 	for _, v := range []struct {
 		name string
 		n    int
-	}{{"body limit", c.BodyLimit}, {"upload limit", c.UploadLimit}, {"max batch", c.MaxBatch},
-		{"max text bytes", c.MaxTextBytes}, {"batch max texts", c.BatchMaxTexts}, {"batch concurrency", c.BatchConcurrency}} {
+	}{{"--body-limit", c.BodyLimit}, {"--upload-limit", c.UploadLimit}, {"--max-batch", c.MaxBatch},
+		{"--max-text-bytes", c.MaxTextBytes}, {"--dynamic-batch-max", c.BatchMaxTexts}, {"batch concurrency (--sessions)", c.BatchConcurrency}} {
 		if v.n < 1 {
 			errs = append(errs, fmt.Errorf("%s %d: must be >= 1", v.name, v.n))
 		}
+	}
+	switch {
+	case c.KeysFile != "" && c.DisableAuth:
+		errs = append(errs, errors.New("--api-keys-file and --no-auth exclude each other"))
+	case c.KeysFile != "":
+		keys, err := LoadKeys(c.KeysFile)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		c.Keys = append(c.Keys, keys...)
 	}
 	// Counts below 1 are reported above; this adds the wait's bounds.
 	if err := c.batchPolicy().Validate(); err != nil && c.BatchMaxTexts >= 1 {
 		errs = append(errs, fmt.Errorf("dynamic batching: %w", err))
 	}
 	if len(c.Keys) == 0 && !c.DisableAuth {
-		errs = append(errs, errors.New("no API keys: give a keys file (create one with `triage apikey add`) or disable auth for local development"))
+		errs = append(errs, errors.New("no API keys: --api-keys-file is required (create one with `triage apikey add --file FILE --name NAME --scopes predict`), or pass --no-auth for local development"))
 	}
 	for name, m := range c.Models {
 		if m == nil {

@@ -67,7 +67,9 @@ type TrainJob struct {
 	Error       string         `json:"error,omitempty" doc:"why the job failed"`
 }
 
-var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`)
+// nameRE is the registry's rule for model names (lower case), so a job
+// whose name the registry would refuse fails here, before any training.
+var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
 
 func validName(s string) bool { return nameRE.MatchString(s) }
 

@@ -149,14 +149,14 @@ func TestEncoderBundles(t *testing.T) {
 				}
 			}
 
-			// Transform (gateway request goroutine) + PredictVectors is Predict.
-			again, err := m.PredictVectors(context.Background(), m.TransformAll(texts))
+			// Transform (gateway request goroutine) + PredictInputs is Predict.
+			again, err := m.PredictInputs(context.Background(), m.TransformAll(texts))
 			if err != nil {
 				t.Fatal(err)
 			}
 			for i := range again {
 				if again[i].Label != preds[i].Label || math.Abs(float64(again[i].Confidence-preds[i].Confidence)) > 1e-6 {
-					t.Errorf("text %d: PredictVectors %v vs Predict %v", i, again[i], preds[i])
+					t.Errorf("text %d: PredictInputs %v vs Predict %v", i, again[i], preds[i])
 				}
 			}
 		})

@@ -92,20 +92,21 @@ func Open(dir string, opts ModelOptions) (*Model, error) {
 	return &Model{bundle: b, pool: pool, enc: enc, topK: min(topK, len(b.Manifest.Labels))}, nil
 }
 
-// Transform turns one text into what PredictVectors takes: n-gram features
+// Transform turns one text into what PredictInputs takes: n-gram features
 // and/or WordPiece tokens, by the bundle's kind. It is pure CPU work, meant
 // to run in the caller's goroutine, off the ONNX Runtime thread.
-func (m *Model) Transform(text string) featurizer.Vector {
-	var v featurizer.Vector
+func (m *Model) Transform(text string) Input {
+	var in Input
 	if m.bundle.Featurizer != nil {
-		v = m.bundle.Featurizer.Transform(text)
+		in.Features = m.bundle.Featurizer.Transform(text)
+		in.Truncated = in.Features.Truncated
 	}
 	if m.enc != nil {
 		var cut bool
-		v.Tokens, cut = m.enc.Tokens(text)
-		v.Truncated = v.Truncated || cut
+		in.Tokens, cut = m.enc.Tokens(text)
+		in.Truncated = in.Truncated || cut
 	}
-	return v
+	return in
 }
 
 // Manifest returns the bundle's model.json.
@@ -135,23 +136,23 @@ func (m *Model) Predict(ctx context.Context, texts []string) ([]Prediction, erro
 	if len(texts) == 0 {
 		return nil, ErrNoTexts
 	}
-	return m.PredictVectors(ctx, m.TransformAll(texts))
+	return m.PredictInputs(ctx, m.TransformAll(texts))
 }
 
 // TransformAll transforms texts, spread over all CPUs for large batches.
-func (m *Model) TransformAll(texts []string) []featurizer.Vector {
-	vs := make([]featurizer.Vector, len(texts))
-	parallel(len(texts), func(i int) { vs[i] = m.Transform(texts[i]) })
-	return vs
+func (m *Model) TransformAll(texts []string) []Input {
+	ins := make([]Input, len(texts))
+	parallel(len(texts), func(i int) { ins[i] = m.Transform(texts[i]) })
+	return ins
 }
 
-// PredictVectors classifies already featurised texts, so callers can
-// featurise off the ONNX Runtime thread.
-func (m *Model) PredictVectors(ctx context.Context, vs []featurizer.Vector) ([]Prediction, error) {
-	if len(vs) == 0 {
+// PredictInputs classifies texts already transformed, so callers can
+// featurise and tokenise off the ONNX Runtime thread.
+func (m *Model) PredictInputs(ctx context.Context, ins []Input) ([]Prediction, error) {
+	if len(ins) == 0 {
 		return nil, ErrNoTexts
 	}
-	heads, err := m.headVectors(ctx, vs)
+	heads, err := m.headVectors(ctx, ins)
 	if err != nil {
 		return nil, err
 	}
@@ -159,17 +160,21 @@ func (m *Model) PredictVectors(ctx context.Context, vs []featurizer.Vector) ([]P
 	if err != nil {
 		return nil, err
 	}
-	return decode(m.bundle.Manifest.Labels, m.Ref(), m.topK, vs, probs), nil
+	return decode(m.bundle.Manifest.Labels, m.Ref(), m.topK, ins, probs), nil
 }
 
 // headVectors runs the encoder, when the bundle has one, and appends each
 // text's scaled embedding to its n-gram features as the head expects.
-func (m *Model) headVectors(ctx context.Context, vs []featurizer.Vector) ([]featurizer.Vector, error) {
+func (m *Model) headVectors(ctx context.Context, ins []Input) ([]featurizer.Vector, error) {
+	vs := make([]featurizer.Vector, len(ins))
+	for i, in := range ins {
+		vs[i] = in.Features
+	}
 	if m.enc == nil {
 		return vs, nil
 	}
-	tokens := make([][]int64, len(vs))
-	for i, v := range vs {
+	tokens := make([][]int64, len(ins))
+	for i, v := range ins {
 		if len(v.Tokens) == 0 {
 			return nil, fmt.Errorf("predict with %s: text %d has no tokens (transform texts with Model.Transform)", m.bundle.Manifest.Name, i)
 		}
@@ -234,13 +239,13 @@ func (m *Model) run(ctx context.Context, vs []featurizer.Vector) ([]float32, err
 }
 
 // decode turns the probability matrix into top-k predictions.
-func decode(labels []string, ref ModelRef, k int, vs []featurizer.Vector, probs []float32) []Prediction {
+func decode(labels []string, ref ModelRef, k int, ins []Input, probs []float32) []Prediction {
 	C := len(labels)
-	out := make([]Prediction, len(vs))
-	for i := range vs {
+	out := make([]Prediction, len(ins))
+	for i := range ins {
 		row := probs[i*C : (i+1)*C]
 		scores := topK(row, labels, k)
-		out[i] = Prediction{Label: scores[0].Label, Confidence: scores[0].Score, Scores: scores, Model: ref, Truncated: vs[i].Truncated}
+		out[i] = Prediction{Label: scores[0].Label, Confidence: scores[0].Score, Scores: scores, Model: ref, Truncated: ins[i].Truncated}
 	}
 	return out
 }

@@ -56,5 +56,9 @@ func (r *Reference) Predict(ctx context.Context, texts []string) ([]Prediction, 
 		return nil, err
 	}
 	m := r.bundle.Manifest
-	return decode(m.Labels, ModelRef{Name: m.Name, Version: m.Version}, r.topK, vs, probs), nil
+	ins := make([]Input, len(vs))
+	for i, v := range vs {
+		ins[i] = Input{Features: v, Truncated: v.Truncated}
+	}
+	return decode(m.Labels, ModelRef{Name: m.Name, Version: m.Version}, r.topK, ins, probs), nil
 }

@@ -477,38 +477,46 @@ func (a *app) metricsRole() (lifecycle.Role, error) {
 	}}, nil
 }
 
+// gatewayConfig is the gateway's configuration as flags and the shared
+// settings give it.
+func (a *app) gatewayConfig() gateway.Config {
+	cfg := a.gf.Config
+	// The gateway drains within the one shutdown deadline, leaving the rest
+	// of it to the roles that stop after it.
+	cfg.MaxTextBytes, cfg.DataRoot, cfg.ShutdownTimeout = a.cf.MaxTextBytes, a.datasets, a.shutdown*2/3
+	cfg.BatchConcurrency = max(a.opts.Session.PoolSize, 1)
+	return cfg
+}
+
 func (a *app) gatewayRole() (lifecycle.Role, error) {
 	var keyFile string
+	if a.command == "dev" && a.gf.KeysFile == "" && !a.gf.DisableAuth {
+		// Working auth out of the box: a dev admin key under --data-dir.
+		var err error
+		if a.gf.KeysFile, keyFile, err = gateway.EnsureDevKey(a.dataDir); err != nil {
+			return lifecycle.Role{}, err
+		}
+	}
+	// Refuse bad flags now, not after the roles before it have started.
+	if err := a.gatewayConfig().Validate(); err != nil {
+		return lifecycle.Role{}, err
+	}
 	return lifecycle.Role{
 		Start: func(ctx context.Context) error {
-			if a.command == "dev" && a.gf.apiKeysFile == "" && !a.gf.noAuth {
-				// Working auth out of the box: a dev admin key under --data-dir.
-				var err error
-				if a.gf.apiKeysFile, keyFile, err = gateway.EnsureDevKey(a.dataDir); err != nil {
-					return err
-				}
-			}
-			// The gateway drains within the one shutdown deadline, leaving
-			// the rest of it to the roles that stop after it.
-			a.gf.maxTextBytes, a.gf.dataRoot, a.gf.shutdownTimeout = a.cf.MaxTextBytes, a.datasets, a.shutdown*2/3
-			var kafkaReady func() bool
+			cfg := a.gatewayConfig()
+			cfg.Logger, cfg.Registerer, cfg.Gatherer = a.log, a.metrics, a.metrics
 			if a.consumer != nil {
-				kafkaReady = a.consumer.Ready
+				cfg.KafkaReady = a.consumer.Ready
 			}
-			var feedback func(context.Context, gateway.FeedbackRecord) error
 			if a.feedbackTopic != "" {
 				sink, err := producer.NewFeedbackSink(a.brokerList(), a.feedbackTopic, a.log)
 				if err != nil {
 					return err
 				}
 				a.closers = append(a.closers, sink.Close)
-				feedback = func(ctx context.Context, fb gateway.FeedbackRecord) error {
+				cfg.Feedback = func(ctx context.Context, fb gateway.FeedbackRecord) error {
 					return sink.Publish(ctx, schemas.Feedback{ID: fb.ID, Text: fb.Text, Label: fb.Label, Annotator: fb.Annotator})
 				}
-			}
-			cfg, err := a.gf.config(nil, a.opts, a.log, a.metrics, feedback, kafkaReady)
-			if err != nil {
-				return err
 			}
 			adm, err := a.adminFor(ctx)
 			if err != nil {
