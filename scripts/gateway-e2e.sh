@@ -46,16 +46,18 @@ status=1
 stop_dev() {
 	if [[ -n "$dev_pid" ]] && kill -0 "$dev_pid" 2>/dev/null; then
 		kill -TERM "$dev_pid" 2>/dev/null || true
-		for _ in $(seq 1 150); do
+		local t0=$SECONDS
+		for _ in $(seq 1 75); do
 			kill -0 "$dev_pid" 2>/dev/null || break
 			sleep 0.2
 		done
 		if kill -0 "$dev_pid" 2>/dev/null; then
-			log "triage dev did not stop within 30 s of SIGTERM; killing it"
+			log "triage dev did not stop within 15 s of SIGTERM; killing it"
 			kill -KILL "$dev_pid" 2>/dev/null || true
 			dev_killed=1
 		fi
 		wait "$dev_pid" 2>/dev/null || true
+		[[ $dev_killed -ne 0 ]] || log "triage dev (every role and the broker) stopped $((SECONDS - t0)) s after SIGTERM"
 	fi
 	dev_pid=""
 }

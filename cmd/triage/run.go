@@ -443,6 +443,11 @@ func (a *app) consumerRole() (lifecycle.Role, error) {
 			routes := map[string]consumer.Predictor{}
 			for topic, target := range a.routes() {
 				if !isBundleDir(target) {
+					// Consuming before the model has a version would only
+					// dead-letter the traffic: wait for its first promotion.
+					if err := a.waitServed(ctx, target); err != nil {
+						return err
+					}
 					routes[topic] = a.set.Route(target)
 					continue
 				}
@@ -716,4 +721,21 @@ func (a *app) kafkaJobs(ctx context.Context) (trainer.Jobs, error) {
 	}
 	a.closers = append(a.closers, kj.Close)
 	return kj, nil
+}
+
+// waitServed blocks until the serving set has a version of name.
+func (a *app) waitServed(ctx context.Context, name string) error {
+	t := time.NewTicker(200 * time.Millisecond)
+	defer t.Stop()
+	for waited := 0; a.set.Version(name) == ""; waited++ {
+		if waited%50 == 0 {
+			a.log.Warn("waiting for a champion version to serve; promote one with `triage models promote`", "model", name, "registry", a.registryDir)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+	return nil
 }

@@ -170,7 +170,7 @@ func TestDependencyCycleAndDuplicate(t *testing.T) {
 		Role{Name: "b", Deps: []string{"a"}, Start: start},
 		Role{Name: "c", Deps: []string{"b"}, Start: start},
 	)
-	err := m.Run(context.Background())
+	err := within(t, 5*time.Second, "Run with a cycle returns", runAsync(m, context.Background()))
 	if err == nil || !strings.Contains(err.Error(), "cycle") {
 		t.Fatalf("Run with a cycle = %v, want a cycle error", err)
 	}
@@ -183,7 +183,8 @@ func TestDependencyCycleAndDuplicate(t *testing.T) {
 		t.Errorf("%d roles started despite the cycle", n)
 	}
 
-	err = New(slog.New(slog.DiscardHandler), Role{Name: "a"}, Role{Name: "a"}).Run(context.Background())
+	dup := New(slog.New(slog.DiscardHandler), Role{Name: "a"}, Role{Name: "a"})
+	err = within(t, 5*time.Second, "Run with a duplicate returns", runAsync(dup, context.Background()))
 	if err == nil || !strings.Contains(err.Error(), `"a" declared twice`) {
 		t.Errorf("Run with a duplicate role = %v", err)
 	}

@@ -151,6 +151,13 @@ func testSwap(t *testing.T, b Backend, n int) {
 		gap time.Duration
 		at  time.Duration // since the first prediction
 	}
+	show := func(gs []gapAt) string {
+		var parts []string
+		for _, g := range gs {
+			parts = append(parts, fmt.Sprintf("%v at %v", g.gap.Round(time.Millisecond), g.at))
+		}
+		return strings.Join(parts, ", ")
+	}
 	var steady []time.Duration
 	var longest []gapAt
 	var swapMax time.Duration
@@ -165,7 +172,7 @@ func testSwap(t *testing.T, b Backend, n int) {
 	}
 	slices.Sort(steady)
 	slices.SortFunc(longest, func(a, b gapAt) int { return int(b.gap - a.gap) })
-	t.Logf("longest steady-state gaps (gap@start): %v; promotion at %v, steady state %v..%v", longest[:min(5, len(longest))],
+	t.Logf("longest steady-state gaps: %s; promotion at %v, steady state %v..%v", show(longest[:min(5, len(longest))]),
 		promoted.Sub(times[0].at).Round(time.Millisecond), steadyFrom.Sub(times[0].at).Round(time.Millisecond), steadyTo.Sub(times[0].at).Round(time.Millisecond))
 	p99 := steady[len(steady)*99/100]
 	t.Logf("prediction gaps: steady-state p99 %v (%d gaps), longest during the swap %v (window %v)",
