@@ -124,6 +124,7 @@ type Set struct {
 
 	syncMu sync.Mutex        // one load at a time: loads compete with serving for CPU
 	failed map[string]string // name -> version that failed to load (not retried until it changes)
+	closed bool              // under syncMu
 }
 
 // New returns an empty set; Start loads what the aliases say now.
@@ -190,6 +191,10 @@ func (s *Set) Version(name string) string {
 // already loaded) and on each later swap. fn gets its own lease, which it
 // must Release once it stops using that version.
 func (s *Set) Watch(fn func(*Loaded)) {
+	// No swap may run between the current versions' calls and the
+	// watcher's registration, or fn could see a new version before an old.
+	s.syncMu.Lock()
+	defer s.syncMu.Unlock()
 	s.mu.Lock()
 	s.watches = append(s.watches, fn)
 	cur := slices.Collect(maps.Values(s.current))
@@ -262,11 +267,17 @@ func (s *Set) Sync(ctx context.Context, name string) error {
 	}
 	s.syncMu.Lock()
 	defer s.syncMu.Unlock()
+	if s.closed {
+		return nil
+	}
 	v, err := s.cfg.Store.Resolve(ctx, name, registry.Champion)
 	if err != nil {
 		return fmt.Errorf("serving: resolve %s champion: %w", name, err)
 	}
 	if cur := s.Version(name); cur == v.Version {
+		// The alias is back on what serves: a version that failed before
+		// gets another try when promoted again.
+		delete(s.failed, name)
 		return nil
 	}
 	if s.failed[name] == v.Version {
@@ -350,6 +361,9 @@ func (s *Set) report(ctx context.Context, v registry.Version, loadErr error) {
 // Close retires every version and waits until each is released (the
 // users' leases end when their requests and transactions finish).
 func (s *Set) Close(ctx context.Context) error {
+	s.syncMu.Lock() // no load in flight, and none after: closed sets stay empty
+	defer s.syncMu.Unlock()
+	s.closed = true
 	s.mu.Lock()
 	cur := slices.Collect(maps.Values(s.current))
 	s.current = map[string]*Loaded{}

@@ -689,3 +689,30 @@ func TestConcurrentUseAcrossSwaps(t *testing.T) {
 		checkCloses(t, m, 1)
 	}
 }
+
+// A version that failed to load is tried again when the alias leaves it
+// (here: a rollback to what serves) and is later promoted again.
+func TestFailedVersionRetriedAfterRollbackAndRepromotion(t *testing.T) {
+	e := newEnv(t, 2)
+	e.open.failOpen["support/v2"] = true
+	e.start(t)
+	e.promote(t, "v2")
+	if err := e.set.Sync(context.Background(), "support"); err == nil {
+		t.Fatal("corrupt v2 loaded")
+	}
+	if _, err := e.store.Rollback(context.Background(), "support", "test", "v2 is broken"); err != nil {
+		t.Fatal(err)
+	}
+	e.sync(t) // back on v1, which serves
+	e.open.mu.Lock()
+	e.open.failOpen["support/v2"] = false // fixed, e.g. the volume was remounted
+	e.open.mu.Unlock()
+	e.promote(t, "v2")
+	e.sync(t)
+	if got := e.set.Version("support"); got != "v2" {
+		t.Fatalf("serving %q after re-promoting a fixed v2, want v2", got)
+	}
+	if n := e.open.openCount("support/v2"); n != 2 {
+		t.Errorf("v2 opened %d times, want 2", n)
+	}
+}

@@ -44,6 +44,9 @@ type Role struct {
 // DefaultShutdownTimeout bounds the whole ordered stop.
 const DefaultShutdownTimeout = 15 * time.Second
 
+// stopGrace is what each role still gets once the deadline has passed.
+const stopGrace = 50 * time.Millisecond
+
 // Manager runs roles together.
 type Manager struct {
 	log   *slog.Logger
@@ -132,7 +135,9 @@ func (m *Manager) Run(ctx context.Context) error {
 		firstErr error
 	)
 	record := func(name string, err error) {
-		if err == nil || errors.Is(err, context.Canceled) {
+		// Cancellation is how roles are stopped: not an error once the set is
+		// stopping, but a role giving up on its own is one.
+		if err == nil || (errors.Is(err, context.Canceled) && stopAll.Err() != nil) {
 			return
 		}
 		m.log.Error("role failed", "role", name, "err", err)
@@ -166,9 +171,8 @@ func (m *Manager) Run(ctx context.Context) error {
 			stopStart()
 			if err != nil {
 				cancel()
-				if stopAll.Err() == nil || !errors.Is(err, context.Canceled) {
-					record(r.Name, fmt.Errorf("start: %w", err))
-				}
+				record(r.Name, fmt.Errorf("start: %w", err))
+				fail()
 				break
 			}
 		}
@@ -203,9 +207,12 @@ func (m *Manager) Run(ctx context.Context) error {
 		r := up[i]
 		m.setStarted(r.role.Name, false)
 		r.cancel()
+		// Past the deadline, a role still gets a short grace: the one that
+		// overran should not make the next look stuck by a timer race.
+		wait := max(time.Until(deadline), stopGrace)
 		select {
 		case <-r.done:
-		case <-time.After(time.Until(deadline)):
+		case <-time.After(wait):
 			stuck = append(stuck, r.role.Name)
 			continue
 		}

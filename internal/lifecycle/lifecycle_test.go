@@ -3,6 +3,7 @@ package lifecycle
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -352,5 +353,26 @@ func TestStopAfterRunBeforeDependencies(t *testing.T) {
 	}
 	if got, want := ev.String(), "run-end:app,stop:app,run-end:db,stop:db"; got != want {
 		t.Errorf("events\n got %s\nwant %s", got, want)
+	}
+}
+
+// A Start that gives up with context.Canceled on its own (not because the
+// set is stopping) is a failure: Run returns it rather than hanging.
+func TestStartCanceledOnItsOwnFails(t *testing.T) {
+	m := New(slog.New(slog.DiscardHandler),
+		Role{Name: "first", Run: func(ctx context.Context) error { <-ctx.Done(); return nil }},
+		Role{Name: "dialer", Deps: []string{"first"}, Start: func(context.Context) error {
+			return fmt.Errorf("dial: %w", context.Canceled)
+		}},
+	)
+	done := make(chan error, 1)
+	go func() { done <- m.Run(context.Background()) }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "dialer") {
+			t.Fatalf("Run = %v, want an error naming dialer", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run hung after a Start returned context.Canceled on its own")
 	}
 }
