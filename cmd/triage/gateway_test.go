@@ -253,6 +253,17 @@ func TestGatewayFollowsRegistry(t *testing.T) {
 	if !strings.Contains(stderr.String(), "failed to load") {
 		t.Errorf("no load failure in the log")
 	}
+	req, _ = http.NewRequest("GET", "http://"+addr+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+secret)
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(metrics), `triage_serving_load_failures_total{model="support"} 1`) {
+		t.Errorf("no load failure in /metrics:\n%s", grepLines(string(metrics), "triage_serving"))
+	}
 	cancel()
 	select {
 	case err := <-done:
@@ -262,4 +273,15 @@ func TestGatewayFollowsRegistry(t *testing.T) {
 	case <-time.After(15 * time.Second):
 		t.Fatal("gateway did not stop")
 	}
+}
+
+// grepLines keeps the lines of s that contain sub.
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
