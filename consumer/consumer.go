@@ -19,6 +19,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/triage-ml/triage/internal/kafkalog"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -217,7 +219,7 @@ func (c *Consumer) clientOpts() []kgo.Opt {
 		kgo.FetchMaxBytes(16 << 20),
 		kgo.FetchMaxPartitionBytes(4 << 20),
 		kgo.MaxConcurrentFetches(4),
-		kgo.WithLogger(kgoLogger{c.log}),
+		kgo.WithLogger(kafkalog.New(c.log)),
 		kgo.SessionTimeout(c.cfg.SessionTimeout),
 	}
 	if c.cfg.InstanceID != "" {

@@ -1,7 +1,7 @@
 package gateway
 
 import (
-	"errors"
+	"github.com/triage-ml/triage/internal/telemetry"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -31,24 +31,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"key"}),
 	}
 	var err error
-	m.requests = register(reg, m.requests, &err)
-	m.duration = register(reg, m.duration, &err)
-	m.batchSize = register(reg, m.batchSize, &err)
-	m.rateLimited = register(reg, m.rateLimited, &err)
+	m.requests = telemetry.Register(reg, m.requests, &err)
+	m.duration = telemetry.Register(reg, m.duration, &err)
+	m.batchSize = telemetry.Register(reg, m.batchSize, &err)
+	m.rateLimited = telemetry.Register(reg, m.rateLimited, &err)
 	return m, err
-}
-
-// register adds c to reg, or reuses the collector already registered under
-// the same name (a second gateway on one registry shares its series).
-func register[C prometheus.Collector](reg prometheus.Registerer, c C, errp *error) C {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing
-			}
-		}
-		*errp = errors.Join(*errp, err)
-	}
-	return c
 }

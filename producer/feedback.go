@@ -7,9 +7,10 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/triage-ml/triage/internal/kafkalog"
+
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/triage-ml/triage/consumer"
 	"github.com/triage-ml/triage/schemas"
 )
 
@@ -23,7 +24,7 @@ type FeedbackSink struct {
 // NewFeedbackSink connects to brokers; Close releases it.
 func NewFeedbackSink(brokers []string, topic string, log *slog.Logger, opts ...kgo.Opt) (*FeedbackSink, error) {
 	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic(topic),
-		kgo.ClientID("triage-feedback"), kgo.WithLogger(consumer.NewKgoLogger(log))}, opts...)...)
+		kgo.ClientID("triage-feedback"), kgo.WithLogger(kafkalog.New(log))}, opts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("feedback producer: %w", err)
 	}

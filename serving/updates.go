@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/triage-ml/triage/internal/kafkalog"
+
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -81,6 +83,7 @@ func (s *Set) Follow(ctx context.Context, brokers []string, topic string, reconc
 		kgo.ConsumeTopics(topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.ClientID("triage-model-updates"),
+		kgo.WithLogger(kafkalog.New(s.log)),
 	}, opts...)...)
 	if err != nil {
 		return fmt.Errorf("follow %s: %w", topic, err)
@@ -148,13 +151,13 @@ type Announcer struct {
 
 // NewAnnouncer connects to brokers; Close releases it.
 func NewAnnouncer(brokers []string, topic string, store registry.Store, log *slog.Logger, opts ...kgo.Opt) (*Announcer, error) {
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...), kgo.ClientID("triage-model-announcer"),
-		kgo.AllowAutoTopicCreation()}, opts...)...)
-	if err != nil {
-		return nil, fmt.Errorf("model updates producer: %w", err)
-	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...), kgo.ClientID("triage-model-announcer"),
+		kgo.AllowAutoTopicCreation(), kgo.WithLogger(kafkalog.New(log))}, opts...)...)
+	if err != nil {
+		return nil, fmt.Errorf("model updates producer: %w", err)
 	}
 	return &Announcer{cl: cl, topic: topic, store: store, log: log}, nil
 }

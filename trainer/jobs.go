@@ -18,8 +18,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/triage-ml/triage/internal/telemetry"
+
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/triage-ml/triage/internal/scoring"
 	"github.com/triage-ml/triage/registry"
@@ -679,49 +680,10 @@ func newJobMetrics(reg prometheus.Registerer) (*jobMetrics, error) {
 		}),
 	}
 	var err error
-	m.jobs = register(reg, m.jobs, &err)
-	m.queued = register(reg, m.queued, &err)
+	m.jobs = telemetry.Register(reg, m.jobs, &err)
+	m.queued = telemetry.Register(reg, m.queued, &err)
 	for _, o := range []string{JobSucceeded, JobFailed} {
 		m.jobs.WithLabelValues(o) // both series exist from the start
 	}
 	return m, err
-}
-
-// register adds c to reg, or reuses the collector already registered under
-// the same name (two services on one registry share their series).
-func register[C prometheus.Collector](reg prometheus.Registerer, c C, errp *error) C {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing
-			}
-		}
-		*errp = errors.Join(*errp, err)
-	}
-	return c
-}
-
-// kgoLogger routes franz-go's logs into slog; its debug chatter stays at
-// debug.
-type kgoLogger struct{ l *slog.Logger }
-
-func (k kgoLogger) Level() kgo.LogLevel {
-	if k.l.Enabled(context.Background(), slog.LevelDebug) {
-		return kgo.LogLevelDebug
-	}
-	return kgo.LogLevelWarn
-}
-
-func (k kgoLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
-	l := slog.LevelDebug
-	switch level {
-	case kgo.LogLevelError:
-		l = slog.LevelError
-	case kgo.LogLevelWarn:
-		l = slog.LevelWarn
-	case kgo.LogLevelInfo:
-		l = slog.LevelInfo
-	}
-	k.l.Log(context.Background(), l, "kafka: "+msg, keyvals...)
 }

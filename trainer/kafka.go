@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/triage-ml/triage/internal/kafkalog"
+
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -50,7 +52,7 @@ func (c *KafkaConfig) validate() error {
 }
 
 func (c *KafkaConfig) client(log *slog.Logger, id string, opts ...kgo.Opt) (*kgo.Client, error) {
-	all := append([]kgo.Opt{kgo.SeedBrokers(c.Brokers...), kgo.ClientID(id), kgo.WithLogger(kgoLogger{log})}, opts...)
+	all := append([]kgo.Opt{kgo.SeedBrokers(c.Brokers...), kgo.ClientID(id), kgo.WithLogger(kafkalog.New(log))}, opts...)
 	cl, err := kgo.NewClient(append(all, c.ClientOpts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("kafka client %s: %w", id, err)

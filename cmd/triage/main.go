@@ -105,22 +105,7 @@ func envName(flagName string) string {
 // environment, and both override the config file (ff only fills flags not
 // yet set from it).
 func withEnv(root *ffcli.Command, args []string, getenv func(string) string) []string {
-	cmd, at := root, -1
-	for i, a := range args {
-		if strings.HasPrefix(a, "-") {
-			continue
-		}
-		var next *ffcli.Command
-		for _, sc := range cmd.Subcommands {
-			if sc.Name == a {
-				next = sc
-			}
-		}
-		if next == nil {
-			break
-		}
-		cmd, at = next, i
-	}
+	cmd, at := findCommand(root, args)
 	if at < 0 || cmd.FlagSet == nil {
 		return args
 	}
@@ -204,4 +189,26 @@ func splitList(s string) []string {
 		}
 	}
 	return out
+}
+
+// findCommand is the subcommand args select (root when none) and the index
+// of its name in args (-1 for root).
+func findCommand(root *ffcli.Command, args []string) (*ffcli.Command, int) {
+	cmd, at := root, -1
+	for i, a := range args {
+		if strings.HasPrefix(a, "-") {
+			continue
+		}
+		var next *ffcli.Command
+		for _, sc := range cmd.Subcommands {
+			if sc.Name == a {
+				next = sc
+			}
+		}
+		if next == nil {
+			break
+		}
+		cmd, at = next, i
+	}
+	return cmd, at
 }

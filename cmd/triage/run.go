@@ -362,13 +362,14 @@ func isBundleDir(v string) bool {
 
 // servedNames are the registry models this process must serve: the
 // consumer's routes and the gateway's --model names that are not folders;
-// nil (every model with a champion) when the gateway runs without --model.
+// nil (every model with a champion) when the gateway runs without --model,
+// empty when every route is a fixed bundle.
 func (a *app) servedNames() []string {
 	if a.running["gateway"] && !a.gf.models.set {
 		return nil
 	}
 	seen := map[string]bool{}
-	var out []string
+	out := []string{} // empty, not nil: no registry model at all
 	addName := func(v string) {
 		if !isBundleDir(v) && !seen[v] {
 			seen[v] = true
@@ -393,12 +394,17 @@ func (a *app) servedNames() []string {
 
 func (a *app) modelsRole() (lifecycle.Role, error) {
 	open := func(dir string) (serving.Model, error) { return inference.Open(dir, a.opts) }
-	set, err := serving.New(serving.Config{Store: a.store, Open: open, Names: a.servedNames(), Instance: a.cf.InstanceID,
+	names := a.servedNames()
+	set, err := serving.New(serving.Config{Store: a.store, Open: open, Names: names, Instance: a.cf.InstanceID,
 		Logger: a.log, Registerer: a.metrics})
 	if err != nil {
 		return lifecycle.Role{}, err
 	}
 	a.set = set
+	if names != nil && len(names) == 0 {
+		// Only fixed bundles (--route topic=DIR): nothing to follow.
+		return lifecycle.Role{Stop: set.Close}, nil
+	}
 	return lifecycle.Role{
 		Start: set.Start,
 		Run: func(ctx context.Context) error {

@@ -71,21 +71,16 @@ func explainFlagError(root *ffcli.Command, args []string, err error) error {
 		return err
 	}
 	name := strings.TrimLeft(msg[i+len(undefined):], "-")
-	cmd, path := root, root.Name
-	for _, a := range args {
-		if strings.HasPrefix(a, "-") {
-			break
-		}
-		var next *ffcli.Command
-		for _, sc := range cmd.Subcommands {
-			if sc.Name == a {
-				next = sc
+	cmd, at := findCommand(root, args)
+	path := root.Name
+	if at >= 0 {
+		var names []string
+		for _, a := range args[:at+1] {
+			if !strings.HasPrefix(a, "-") {
+				names = append(names, a)
 			}
 		}
-		if next == nil {
-			break
-		}
-		cmd, path = next, path+" "+a
+		path += " " + strings.Join(names, " ")
 	}
 	var names []string
 	if cmd.FlagSet != nil {

@@ -386,22 +386,7 @@ func startConsumer(t *testing.T, b Backend, tp topics, extra ...string) *consume
 	args := append([]string{"consumer", "--brokers", strings.Join(b.Brokers(), ","), "--group", tp.group,
 		"--route", tp.in + "=" + cmp.Or(tp.model, modelDir), "--predictions-topic", tp.out, "--dead-letter-topic", tp.dlq,
 		"--metrics-addr", "", "--ort-lib", ortLib, "--log-level", "warn"}, extra...)
-	cmd := exec.Command(binary, args...)
-	logs := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = logs, logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &consumerProc{cmd: cmd, done: make(chan error, 1), logs: logs}
-	go func() { p.done <- cmd.Wait() }()
-	t.Cleanup(func() {
-		p.cmd.Process.Kill()
-		<-p.done
-		if t.Failed() {
-			t.Logf("consumer log tail:\n%s", logs.tail(4000))
-		}
-	})
-	return p
+	return startProc(t, args...)
 }
 
 func (p *consumerProc) kill(t *testing.T) {

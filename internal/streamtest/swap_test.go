@@ -430,7 +430,7 @@ func startProc(t *testing.T, args ...string) *consumerProc {
 		p.cmd.Process.Kill()
 		<-p.done
 		if t.Failed() {
-			t.Logf("triage %s log tail:\n%s", args[0:3], logs.tail(4000))
+			t.Logf("triage %s log tail:\n%s", strings.Join(args[:min(3, len(args))], " "), logs.tail(4000))
 		}
 	})
 	return p

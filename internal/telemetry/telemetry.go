@@ -53,3 +53,19 @@ func Serve(ctx context.Context, addr string, reg *prometheus.Registry, ready fun
 	}
 	return nil
 }
+
+// Register adds c to reg, or returns the collector already registered under
+// the same name (two instances on one registry share their series); other
+// errors are joined into *errp.
+func Register[C prometheus.Collector](reg prometheus.Registerer, c C, errp *error) C {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(C); ok {
+				return existing
+			}
+		}
+		*errp = errors.Join(*errp, err)
+	}
+	return c
+}
