@@ -295,20 +295,13 @@ func (s *Local) setAlias(ctx context.Context, name, alias, version, kind, who, w
 	if err != nil {
 		return Move{}, err
 	}
-	unlock, err := s.lock(ctx, name)
-	if err != nil {
-		return Move{}, err
-	}
-	defer unlock()
-	moves, end, err := s.readHistory(name)
-	if err != nil {
-		return Move{}, err
-	}
-	from := aliases(moves)[alias]
-	if from == version {
-		return lastMove(moves, alias), nil
-	}
-	return s.record(name, end, v, Move{Alias: alias, From: from, To: version, Kind: kind, Who: who, Why: why})
+	return s.withHistory(ctx, name, func(moves []Move, end int64) (Move, error) {
+		from := aliases(moves)[alias]
+		if from == version {
+			return lastMove(moves, alias), nil
+		}
+		return s.record(name, end, v, Move{Alias: alias, From: from, To: version, Kind: kind, Who: who, Why: why})
+	})
 }
 
 // RemoveAlias deletes an alias; removing one that is not set is ErrNotFound.
@@ -327,20 +320,13 @@ func (s *Local) removeAlias(ctx context.Context, name, alias, who, why string) (
 	if err := s.requireModel(name); err != nil {
 		return Move{}, err
 	}
-	unlock, err := s.lock(ctx, name)
-	if err != nil {
-		return Move{}, err
-	}
-	defer unlock()
-	moves, end, err := s.readHistory(name)
-	if err != nil {
-		return Move{}, err
-	}
-	from, ok := aliases(moves)[alias]
-	if !ok {
-		return Move{}, fmt.Errorf("alias %s: %w", alias, ErrNotFound)
-	}
-	return s.record(name, end, Version{}, Move{Alias: alias, From: from, Kind: KindRemove, Who: who, Why: why})
+	return s.withHistory(ctx, name, func(moves []Move, end int64) (Move, error) {
+		from, ok := aliases(moves)[alias]
+		if !ok {
+			return Move{}, fmt.Errorf("alias %s: %w", alias, ErrNotFound)
+		}
+		return s.record(name, end, Version{}, Move{Alias: alias, From: from, Kind: KindRemove, Who: who, Why: why})
+	})
 }
 
 // Rollback moves the champion back to the version it had before the current
@@ -360,31 +346,24 @@ func (s *Local) rollback(ctx context.Context, name, who, why string) (Move, erro
 	if err := s.requireModel(name); err != nil {
 		return Move{}, err
 	}
-	unlock, err := s.lock(ctx, name)
-	if err != nil {
-		return Move{}, err
-	}
-	defer unlock()
-	moves, end, err := s.readHistory(name)
-	if err != nil {
-		return Move{}, err
-	}
-	cur := aliases(moves)[Champion]
-	stack := championStack(moves)
-	target := ""
-	for i := len(stack) - 2; i >= 0 && target == ""; i-- {
-		if stack[i] != cur {
-			target = stack[i]
+	return s.withHistory(ctx, name, func(moves []Move, end int64) (Move, error) {
+		cur := aliases(moves)[Champion]
+		stack := championStack(moves)
+		target := ""
+		for i := len(stack) - 2; i >= 0 && target == ""; i-- {
+			if stack[i] != cur {
+				target = stack[i]
+			}
 		}
-	}
-	if target == "" {
-		return Move{}, ErrNoRollback
-	}
-	v, err := s.get(name, target)
-	if err != nil {
-		return Move{}, err
-	}
-	return s.record(name, end, v, Move{Alias: Champion, From: cur, To: target, Kind: KindRollback, Who: who, Why: why})
+		if target == "" {
+			return Move{}, ErrNoRollback
+		}
+		v, err := s.get(name, target)
+		if err != nil {
+			return Move{}, err
+		}
+		return s.record(name, end, v, Move{Alias: Champion, From: cur, To: target, Kind: KindRollback, Who: who, Why: why})
+	})
 }
 
 // History returns every alias move of the model, oldest first.
@@ -831,4 +810,19 @@ func syncDir(dir string) error {
 	}
 	defer d.Close()
 	return d.Sync()
+}
+
+// withHistory runs fn with the model's lock held and its history read: the
+// read-modify-append of every alias move, serialised across processes.
+func (s *Local) withHistory(ctx context.Context, name string, fn func(moves []Move, end int64) (Move, error)) (Move, error) {
+	unlock, err := s.lock(ctx, name)
+	if err != nil {
+		return Move{}, err
+	}
+	defer unlock()
+	moves, end, err := s.readHistory(name)
+	if err != nil {
+		return Move{}, err
+	}
+	return fn(moves, end)
 }
