@@ -25,6 +25,10 @@ type Registry interface {
 // when this version is retired and unused. The serving set calls it on
 // every swap, so the gateway switches between two batches.
 func (s *Server) Serve(name string, m Model, release func()) {
+	if s.ctx.Err() != nil { // closed: nothing would ever retire the entry
+		release()
+		return
+	}
 	e := s.newEntry(name, m, false)
 	e.onStop = release
 	s.models.put(e)
@@ -54,13 +58,17 @@ type RollbackRequest struct {
 
 // AliasMove is the answer to promote and rollback.
 type AliasMove struct {
-	Model string `json:"model"`
-	Alias string `json:"alias"`
-	From  string `json:"from,omitempty"`
-	To    string `json:"to"`
-	Who   string `json:"who,omitempty"`
-	Why   string `json:"why,omitempty"`
-	At    string `json:"at"`
+	// Warning is set when the move was recorded but serving processes could
+	// not be told at once (Kafka unreachable): they follow within their
+	// reconcile interval.
+	Warning string `json:"warning,omitempty"`
+	Model   string `json:"model"`
+	Alias   string `json:"alias"`
+	From    string `json:"from,omitempty"`
+	To      string `json:"to"`
+	Who     string `json:"who,omitempty"`
+	Why     string `json:"why,omitempty"`
+	At      string `json:"at"`
 }
 
 func aliasMove(mv registry.Move) AliasMove {
@@ -108,10 +116,7 @@ func (s *Server) handlePromote(c *fiber.Ctx) error {
 		return badRequest("version", "version is required")
 	}
 	mv, err := s.cfg.Registry.Promote(c.UserContext(), c.Params("name"), req.Version, s.who(c), req.Reason)
-	if err != nil {
-		return registryError(err)
-	}
-	return c.JSON(aliasMove(mv))
+	return s.moved(c, mv, err)
 }
 
 func (s *Server) handleRollback(c *fiber.Ctx) error {
@@ -129,10 +134,7 @@ func (s *Server) handleRollback(c *fiber.Ctx) error {
 		}
 	}
 	mv, err := s.cfg.Registry.Rollback(c.UserContext(), c.Params("name"), s.who(c), req.Reason)
-	if err != nil {
-		return registryError(err)
-	}
-	return c.JSON(aliasMove(mv))
+	return s.moved(c, mv, err)
 }
 
 // who is the API key's name, for the alias history.
@@ -153,4 +155,19 @@ func registryError(err error) error {
 		return errorf(http.StatusConflict, codeConflict, "%s", err.Error())
 	}
 	return err
+}
+
+// moved answers an alias move: 200 when it was recorded (with a warning if
+// it was not announced), the registry's refusal otherwise.
+func (s *Server) moved(c *fiber.Ctx, mv registry.Move, err error) error {
+	out := aliasMove(mv)
+	if errors.Is(err, registry.ErrNotAnnounced) {
+		s.log.Warn("alias move recorded but not announced", "model", mv.Model, "alias", mv.Alias, "to", mv.To, "err", err)
+		out.Warning = err.Error()
+		err = nil
+	}
+	if err != nil {
+		return registryError(err)
+	}
+	return c.JSON(out)
 }

@@ -29,6 +29,10 @@ var (
 	ErrNotFound   = errors.New("not found")               // unknown model, version or alias
 	ErrInvalid    = errors.New("invalid")                 // bad name/alias/version string, bundle or failed Verify
 	ErrNoRollback = errors.New("nothing to roll back to") // champion history has no earlier version
+	// ErrNotAnnounced marks an alias move recorded here that serving processes
+	// were not told about at once (Kafka unreachable); they follow on their next
+	// reconcile with the registry.
+	ErrNotAnnounced = errors.New("alias moved but not announced")
 )
 
 // Lineage records where a version came from.

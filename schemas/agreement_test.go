@@ -253,7 +253,7 @@ func populated() map[Kind]any {
 			Reason:   Reason{Code: ReasonInvalidUTF8, Message: "record value is not valid UTF-8"},
 			Source:   Source{Topic: "triage.reviews", Partition: 0, Offset: 17},
 			FailedAt: ts},
-		KindFeedback: Feedback{ID: "q-1", Text: "My card has not arrived", Label: "card_arrival", Annotator: "alice", CreatedAt: &created},
+		KindFeedback: Feedback{ID: "q-1", Text: "My card has not arrived", Label: "card_arrival", Model: "support", Annotator: "alice", CreatedAt: &created},
 	}
 }
 

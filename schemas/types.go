@@ -95,20 +95,26 @@ const (
 	ReasonTextTooLong     = "text_too_long"
 	ReasonUnknownRoute    = "unknown_route"
 	ReasonModelError      = "model_error"
+	// ReasonUnknownModel: a feedback record names a model that is not one
+	// of the known ones (snapshot.ReadFeedback with KnownModels).
+	ReasonUnknownModel = "unknown_model"
 )
 
 // ReasonCodes lists every dead-letter reason code, in schema order.
 func ReasonCodes() []string {
 	return []string{ReasonInvalidJSON, ReasonSchemaViolation, ReasonEmptyText, ReasonInvalidUTF8,
-		ReasonTextTooLong, ReasonUnknownRoute, ReasonModelError}
+		ReasonTextTooLong, ReasonUnknownRoute, ReasonModelError, ReasonUnknownModel}
 }
 
 // Feedback is a human-confirmed label, written to triage.feedback.
-// Schema: v1/feedback.schema.json.
+// Schema: v1/feedback.schema.json. Model names the model whose label set
+// Label belongs to; records written before it existed carry none and count
+// for whichever model a snapshot is taken for (package snapshot).
 type Feedback struct {
 	ID        string     `json:"id"`
 	Text      string     `json:"text"`
 	Label     string     `json:"label"`
+	Model     string     `json:"model,omitempty"`
 	Annotator string     `json:"annotator,omitempty"`
 	CreatedAt *time.Time `json:"created_at,omitempty"`
 }

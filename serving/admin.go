@@ -2,7 +2,6 @@ package serving
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/triage-ml/triage/registry"
@@ -11,7 +10,7 @@ import (
 // ErrNotAnnounced marks an alias move the registry recorded but the updates
 // topic did not receive: serving processes pick it up on their next
 // reconcile instead of within seconds.
-var ErrNotAnnounced = errors.New("alias moved but not announced")
+var ErrNotAnnounced = registry.ErrNotAnnounced
 
 // Admin moves aliases in the registry and announces each move, so every
 // serving process follows. The CLI, the gateway's admin routes and the
@@ -51,8 +50,15 @@ func (a Admin) SetAlias(ctx context.Context, name, alias, version, who, why stri
 	return a.announce(ctx, mv, err)
 }
 
-// RemoveAlias deletes alias.
+// ErrChampionRequired refuses removing the champion: serving processes would
+// keep what they loaded while restarted ones served nothing.
+var ErrChampionRequired = fmt.Errorf("the champion alias cannot be removed; promote another version or roll back: %w", registry.ErrInvalid)
+
+// RemoveAlias deletes alias (not the champion).
 func (a Admin) RemoveAlias(ctx context.Context, name, alias, who, why string) (registry.Move, error) {
+	if alias == registry.Champion {
+		return registry.Move{}, ErrChampionRequired
+	}
 	mv, err := a.Store.RemoveAlias(ctx, name, alias, who, why)
 	return a.announce(ctx, mv, err)
 }

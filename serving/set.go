@@ -118,9 +118,10 @@ type Set struct {
 	log     *slog.Logger
 	metrics *metrics
 
-	mu      sync.RWMutex
-	current map[string]*Loaded
-	watches []func(*Loaded)
+	mu        sync.RWMutex
+	current   map[string]*Loaded
+	watches   map[int]func(*Loaded)
+	nextWatch int
 
 	syncMu sync.Mutex        // one load at a time: loads compete with serving for CPU
 	failed map[string]string // name -> version that failed to load (not retried until it changes)
@@ -150,7 +151,7 @@ func New(cfg Config) (*Set, error) {
 		return nil, fmt.Errorf("serving metrics: %w", err)
 	}
 	return &Set{cfg: cfg, log: cfg.Logger.With("component", "serving"), metrics: m,
-		current: map[string]*Loaded{}, failed: map[string]string{}}, nil
+		current: map[string]*Loaded{}, watches: map[int]func(*Loaded){}, failed: map[string]string{}}, nil
 }
 
 // Acquire returns the version serving name with a lease held.
@@ -188,15 +189,18 @@ func (s *Set) Version(name string) string {
 }
 
 // Watch calls fn with every version that starts serving, now (for those
-// already loaded) and on each later swap. fn gets its own lease, which it
-// must Release once it stops using that version.
-func (s *Set) Watch(fn func(*Loaded)) {
+// already loaded) and on each later swap, until the returned unwatch is
+// called. fn gets its own lease, which it must Release once it stops using
+// that version.
+func (s *Set) Watch(fn func(*Loaded)) (unwatch func()) {
 	// No swap may run between the current versions' calls and the
 	// watcher's registration, or fn could see a new version before an old.
 	s.syncMu.Lock()
 	defer s.syncMu.Unlock()
 	s.mu.Lock()
-	s.watches = append(s.watches, fn)
+	id := s.nextWatch
+	s.nextWatch++
+	s.watches[id] = fn
 	cur := slices.Collect(maps.Values(s.current))
 	for _, l := range cur {
 		l.tryAcquire()
@@ -204,6 +208,11 @@ func (s *Set) Watch(fn func(*Loaded)) {
 	s.mu.Unlock()
 	for _, l := range cur {
 		fn(l)
+	}
+	return func() {
+		s.mu.Lock()
+		delete(s.watches, id)
+		s.mu.Unlock()
 	}
 }
 
@@ -330,7 +339,7 @@ func (s *Set) swap(l *Loaded) {
 	s.mu.Lock()
 	old := s.current[l.Name]
 	s.current[l.Name] = l
-	watches := slices.Clone(s.watches)
+	watches := slices.Collect(maps.Values(s.watches))
 	for range watches {
 		l.tryAcquire()
 	}

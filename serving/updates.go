@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/triage-ml/triage/internal/kafkalog"
@@ -143,10 +144,11 @@ func (s *Set) Follow(ctx context.Context, brokers []string, topic string, reconc
 
 // Announcer publishes registry moves; the CLI and the trainer use it.
 type Announcer struct {
-	cl    *kgo.Client
-	topic string
-	store registry.Store
-	log   *slog.Logger
+	ensure sync.Once
+	cl     *kgo.Client
+	topic  string
+	store  registry.Store
+	log    *slog.Logger
 }
 
 // NewAnnouncer connects to brokers; Close releases it.
@@ -154,13 +156,18 @@ func NewAnnouncer(brokers []string, topic string, store registry.Store, log *slo
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	// A move waits for the broker at most this long: the registry already
+	// holds it, so a slow Kafka must not hold up the caller.
 	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...), kgo.ClientID("triage-model-announcer"),
-		kgo.AllowAutoTopicCreation(), kgo.WithLogger(kafkalog.New(log))}, opts...)...)
+		kgo.AllowAutoTopicCreation(), kgo.RecordDeliveryTimeout(announceTimeout), kgo.WithLogger(kafkalog.New(log))}, opts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("model updates producer: %w", err)
 	}
 	return &Announcer{cl: cl, topic: topic, store: store, log: log}, nil
 }
+
+// announceTimeout bounds one announcement, topic creation included.
+const announceTimeout = 10 * time.Second
 
 // Announce publishes mv; the registry has already recorded it, so serving
 // processes that miss the event still converge on their next reconcile.
@@ -171,9 +178,15 @@ func (a *Announcer) Announce(ctx context.Context, mv registry.Move) error {
 			hash = v.Hash
 		}
 	}
-	if err := EnsureUpdatesTopic(ctx, a.cl, a.topic); err != nil {
-		return err
-	}
+	ctx, cancel := context.WithTimeout(ctx, announceTimeout)
+	defer cancel()
+	// Created compacted on first use; where the app may not create topics
+	// (the topic provisioned beforehand), producing is all that is needed.
+	a.ensure.Do(func() {
+		if err := EnsureUpdatesTopic(ctx, a.cl, a.topic); err != nil {
+			a.log.Warn("model updates topic not created; producing to it anyway", "topic", a.topic, "err", err)
+		}
+	})
 	return Publish(ctx, a.cl, a.topic, EventFor(mv, hash))
 }
 

@@ -167,6 +167,8 @@ type app struct {
 	gateway  *gateway.Server
 	manager  *lifecycle.Manager
 	closers  []func()
+	// unwatchGateway stops the serving set's swaps reaching the gateway.
+	unwatchGateway func()
 }
 
 // register adds every role's flags; dev changes a few defaults.
@@ -247,6 +249,9 @@ func (a *app) run(ctx context.Context, dev bool) error {
 	if err != nil {
 		return err
 	}
+	if a.reconcile <= 0 || a.shutdown <= 0 {
+		return fmt.Errorf("--reconcile-interval %v and --shutdown-timeout %v must be > 0", a.reconcile, a.shutdown)
+	}
 	if a.log, err = a.g.logger(a.stderr); err != nil {
 		return err
 	}
@@ -256,7 +261,11 @@ func (a *app) run(ctx context.Context, dev bool) error {
 	if dev {
 		a.devDefaults()
 	}
+	var runErr error
 	defer func() {
+		if errors.Is(runErr, lifecycle.ErrShutdownDeadline) {
+			return // a stuck role may still use them; the process is exiting
+		}
 		for i := len(a.closers) - 1; i >= 0; i-- {
 			a.closers[i]()
 		}
@@ -287,7 +296,8 @@ func (a *app) run(ctx context.Context, dev bool) error {
 		a.manager.Add(r)
 	}
 	go a.announceWhenReady(ctx, defs)
-	return a.manager.Run(ctx)
+	runErr = a.manager.Run(ctx)
+	return runErr
 }
 
 // devDefaults puts every state path of `triage dev` under --data-dir unless
@@ -449,11 +459,6 @@ func (a *app) consumerRole() (lifecycle.Role, error) {
 			routes := map[string]consumer.Predictor{}
 			for topic, target := range a.routes() {
 				if !isBundleDir(target) {
-					// Consuming before the model has a version would only
-					// dead-letter the traffic: wait for its first promotion.
-					if err := a.waitServed(ctx, target); err != nil {
-						return err
-					}
 					routes[topic] = a.set.Route(target)
 					continue
 				}
@@ -467,14 +472,30 @@ func (a *app) consumerRole() (lifecycle.Role, error) {
 				}
 				routes[topic] = m
 			}
-			c, err := consumer.New(a.cf.config(a.brokerList(), routes, a.log, a.metrics))
+			cfg := a.cf.config(a.brokerList(), routes, a.log, a.metrics)
+			// The last batch is finished within half the one shutdown
+			// deadline, so the serving set it uses outlives it.
+			cfg.ShutdownTimeout = a.shutdown / 2
+			c, err := consumer.New(cfg)
 			if err != nil {
 				return err
 			}
 			a.consumer = c
 			return nil
 		},
-		Run:   func(ctx context.Context) error { return a.consumer.Run(ctx) },
+		Run: func(ctx context.Context) error {
+			// Consuming before a model has a version would only dead-letter
+			// its traffic: wait for the first promotion (not ready until
+			// then; other roles, the gateway included, start meanwhile).
+			for _, target := range a.routes() {
+				if !isBundleDir(target) {
+					if err := a.waitServed(ctx, target); err != nil {
+						return nil // stopped while waiting
+					}
+				}
+			}
+			return a.consumer.Run(ctx)
+		},
 		Ready: func() bool { return a.consumer != nil && a.consumer.Ready() },
 	}, nil
 }
@@ -526,7 +547,7 @@ func (a *app) gatewayRole() (lifecycle.Role, error) {
 				}
 				a.closers = append(a.closers, sink.Close)
 				cfg.Feedback = func(ctx context.Context, fb gateway.FeedbackRecord) error {
-					return sink.Publish(ctx, schemas.Feedback{ID: fb.ID, Text: fb.Text, Label: fb.Label, Annotator: fb.Annotator})
+					return sink.Publish(ctx, schemas.Feedback{ID: fb.ID, Text: fb.Text, Label: fb.Label, Model: fb.Model, Annotator: fb.Annotator})
 				}
 			}
 			adm, err := a.adminFor(ctx)
@@ -554,7 +575,11 @@ func (a *app) gatewayRole() (lifecycle.Role, error) {
 					gw.Serve(name, m, func() {})
 				}
 			}
-			a.set.Watch(func(l *serving.Loaded) {
+			unwatch := a.set.Watch(func(l *serving.Loaded) {
+				if !a.gatewayServes(l.Name) {
+					l.Release()
+					return
+				}
 				m, ok := l.Model.(gateway.Model)
 				if !ok {
 					a.log.Error("model cannot serve REST", "model", l.Name, "type", fmt.Sprintf("%T", l.Model))
@@ -563,12 +588,24 @@ func (a *app) gatewayRole() (lifecycle.Role, error) {
 				}
 				gw.Serve(l.Name, m, l.Release)
 			})
+			a.unwatchGateway = unwatch
 			if keyFile != "" {
 				fmt.Fprintf(a.stdout, "triage dev: created an admin API key for the gateway; it is in %s (export TRIAGE_KEY=$(cat %s))\n", keyFile, keyFile)
 			}
 			return nil
 		},
-		Run:   func(ctx context.Context) error { return a.gateway.Run(ctx) },
+		Run: func(ctx context.Context) error { return a.gateway.Run(ctx) },
+		// Also when shutdown came between Start and Run: the gateway's
+		// entries hold leases on the serving set, which stops after it.
+		Stop: func(context.Context) error {
+			if a.unwatchGateway != nil {
+				a.unwatchGateway()
+			}
+			if a.gateway != nil {
+				return a.gateway.Close()
+			}
+			return nil
+		},
 		Ready: func() bool { return a.gateway != nil && a.gateway.Ready() },
 	}, nil
 }
@@ -674,9 +711,9 @@ func (a *app) trainerRole() (lifecycle.Role, error) {
 				}
 				cfg.DataRoots = []string{root}
 			}
-			if !a.running["gateway"] {
-				cfg.Kafka = a.trainKafka()
-			}
+			// Jobs also come over Kafka from gateways in other processes,
+			// whether or not this process runs a gateway of its own.
+			cfg.Kafka = a.trainKafka()
 			js, err := trainer.NewJobService(cfg)
 			if err != nil {
 				return err
@@ -744,4 +781,15 @@ func (a *app) waitServed(ctx context.Context, name string) error {
 		}
 	}
 	return nil
+}
+
+// gatewayServes reports whether the gateway serves the registry model name:
+// every model unless --model lists names, and never one --model fixes to a
+// bundle folder.
+func (a *app) gatewayServes(name string) bool {
+	if !a.gf.models.set {
+		return true
+	}
+	v, ok := a.gf.models.dirs[name]
+	return ok && !isBundleDir(v)
 }

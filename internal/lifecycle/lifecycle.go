@@ -41,6 +41,10 @@ type Role struct {
 	Ready func() bool
 }
 
+// ErrShutdownDeadline is returned when roles were still running at the
+// shutdown deadline: what they use must not be released under them.
+var ErrShutdownDeadline = errors.New("lifecycle: shutdown deadline")
+
 // DefaultShutdownTimeout bounds the whole ordered stop.
 const DefaultShutdownTimeout = 15 * time.Second
 
@@ -177,10 +181,12 @@ func (m *Manager) Run(ctx context.Context) error {
 			}
 		}
 		if stopAll.Err() != nil { // interrupted while starting: stop what started
-			if r.Stop != nil {
-				_ = r.Stop(context.Background())
-			}
 			cancel()
+			if r.Stop != nil {
+				sctx, scancel := context.WithTimeout(context.Background(), m.shutdownTimeout())
+				record(r.Name, r.Stop(sctx))
+				scancel()
+			}
 			break
 		}
 		run := running{role: r, cancel: cancel, done: make(chan struct{})}
@@ -194,8 +200,10 @@ func (m *Manager) Run(ctx context.Context) error {
 				return nil
 			}
 			err := r.Run(rctx)
-			fail() // any role ending, cleanly or not, takes the set down
+			// Recorded before the set is marked stopping, so a role that gave
+			// up on its own (even with context.Canceled) counts as failed.
 			record(r.Name, err)
+			fail() // any role ending, cleanly or not, takes the set down
 			return nil
 		})
 	}
@@ -225,8 +233,8 @@ func (m *Manager) Run(ctx context.Context) error {
 	}
 	if len(stuck) > 0 {
 		slices.Reverse(stuck)
-		return fmt.Errorf("lifecycle: shutdown deadline of %v passed with roles still running: %s",
-			m.shutdownTimeout(), strings.Join(stuck, ", "))
+		return fmt.Errorf("%w: %v passed with roles still running: %s",
+			ErrShutdownDeadline, m.shutdownTimeout(), strings.Join(stuck, ", "))
 	}
 	_ = g.Wait()
 	return firstErr
