@@ -44,6 +44,28 @@ type Lineage struct {
 	Metrics     map[string]float64 `json:"metrics,omitempty"`
 	HyperParams map[string]any     `json:"hyper_params,omitempty"`
 	CodeVersion string             `json:"code_version,omitempty"`
+	// Trigger says what started the run that made it: manual, schedule,
+	// threshold (retraining), or a training job.
+	Trigger string `json:"trigger,omitempty"`
+	// Gate is the comparison with the champion a retraining run made
+	// before deciding whether to promote this version.
+	Gate *Gate `json:"gate,omitempty"`
+}
+
+// Gate is a challenger-vs-champion decision on the model's fixed
+// evaluation set: promote only if the challenger's macro-F1 is at least the
+// champion's minus Epsilon and no class's recall fell by more than Delta.
+type Gate struct {
+	Passed            bool               `json:"passed"`
+	Champion          string             `json:"champion,omitempty"` // version compared against; "" for a first model
+	ChampionMacroF1   float64            `json:"champion_macro_f1"`
+	ChallengerMacroF1 float64            `json:"challenger_macro_f1"`
+	Epsilon           float64            `json:"epsilon"`
+	Delta             float64            `json:"delta"`
+	RecallDeltas      map[string]float64 `json:"recall_deltas,omitempty"` // challenger - champion, per class
+	Reasons           []string           `json:"reasons,omitempty"`       // why it failed
+	EvalSet           string             `json:"eval_set,omitempty"`      // SHA-256 of the evaluation rows
+	EvalRows          int                `json:"eval_rows"`
 }
 
 // LoadReport is what one serving process saw loading a version.

@@ -47,7 +47,7 @@ func (rs Rows) LabelCounts() map[string]int {
 // Build merges the base examples with feedback labels into the rows of a
 // snapshot. Duplicates go in two steps:
 //   - by id: of several labels with one id, the latest wins;
-//   - by normalised text (textKey): a feedback label overrides a base row,
+//   - by normalised text (TextKey): a feedback label overrides a base row,
 //     the latest feedback label overrides older ones, and a later base row
 //     overrides an earlier one.
 //
@@ -74,7 +74,7 @@ func Build(base []dataset.Example, labels []Label) Rows {
 	keys := make([]string, len(cands))
 	winner := make(map[string]int, len(cands))
 	for i, r := range cands {
-		keys[i] = textKey(r.Text)
+		keys[i] = TextKey(r.Text)
 		winner[keys[i]] = i
 	}
 	out := make(Rows, 0, len(winner))
@@ -86,10 +86,10 @@ func Build(base []dataset.Example, labels []Label) Rows {
 	return out
 }
 
-// textKey is the text as the model sees it: featurizer.Normalize (NFKC,
+// TextKey is the text as the model sees it: featurizer.Normalize (NFKC,
 // case folding), with runs of white space made one space, since the
 // featuriser splits words on white space anyway.
-func textKey(text string) string {
+func TextKey(text string) string {
 	n, _ := featurizer.Normalize(text, 0)
 	return strings.Join(strings.Fields(n), " ")
 }

@@ -82,12 +82,12 @@ func diffRows(a, b Rows) Diff {
 	}
 	byText := map[string]int{}
 	for j, r := range b {
-		if _, dup := byText[textKey(r.Text)]; !dup {
-			byText[textKey(r.Text)] = j
+		if _, dup := byText[TextKey(r.Text)]; !dup {
+			byText[TextKey(r.Text)] = j
 		}
 	}
 	for i, r := range a {
-		if j, ok := byText[textKey(r.Text)]; ok && !pairedB[j] {
+		if j, ok := byText[TextKey(r.Text)]; ok && !pairedB[j] {
 			pair(i, j)
 		}
 	}

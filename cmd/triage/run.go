@@ -14,6 +14,7 @@ import (
 
 	"github.com/peterbourgon/ff/v3/ffcli"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/triage-ml/triage/consumer"
 	"github.com/triage-ml/triage/gateway"
@@ -23,8 +24,10 @@ import (
 	"github.com/triage-ml/triage/internal/telemetry"
 	"github.com/triage-ml/triage/producer"
 	"github.com/triage-ml/triage/registry"
+	"github.com/triage-ml/triage/retrain"
 	"github.com/triage-ml/triage/schemas"
 	"github.com/triage-ml/triage/serving"
+	"github.com/triage-ml/triage/snapshot"
 	"github.com/triage-ml/triage/trainer"
 )
 
@@ -137,6 +140,7 @@ type app struct {
 	rt      runtimeFlags
 	cf      consumerFlags
 	gf      gatewayFlags
+	rf      retrainFlags
 	ef      encoderFlags
 	targets string
 
@@ -169,6 +173,8 @@ type app struct {
 	closers  []func()
 	// unwatchGateway stops the serving set's swaps reaching the gateway.
 	unwatchGateway func()
+	retrain        *retrain.Runner
+	policies       []retrain.Policy
 }
 
 // register adds every role's flags; dev changes a few defaults.
@@ -177,6 +183,7 @@ func (a *app) register(fs *flag.FlagSet, dev bool) {
 	a.rt.register(fs)
 	a.cf.register(fs)
 	a.gf.register(fs)
+	a.rf.register(fs)
 	a.ef.register(fs, "sentence encoder folder (`make encoder`): default models and training jobs train hybrid heads (n-grams + encoder)",
 		"encoder variant of hybrid models")
 	fs.StringVar(&a.brokers, "brokers", "127.0.0.1:9092", "Kafka bootstrap addresses, comma-separated (dev: the embedded broker)")
@@ -315,6 +322,9 @@ func (a *app) devDefaults() {
 	}
 	if !set["work-dir"] {
 		a.workDir = filepath.Join(a.dataDir, "work")
+	}
+	if !set["snapshots"] {
+		a.rf.snapshots = filepath.Join(a.dataDir, "snapshots")
 	}
 }
 
@@ -719,9 +729,36 @@ func (a *app) trainerRole() (lifecycle.Role, error) {
 				return err
 			}
 			a.jobs = js
+			// The learning loop: scheduled and threshold retraining.
+			if a.policies, err = a.rf.policies(); err != nil {
+				return err
+			}
+			if len(a.policies) > 0 {
+				var feedback *snapshot.FeedbackSource
+				if a.feedbackTopic != "" {
+					feedback = &snapshot.FeedbackSource{Brokers: a.brokerList(), Topic: a.feedbackTopic, Logger: a.log}
+				}
+				if a.retrain, err = retrainRunner(&a.rf, a.store, promote, a.opts, a.datasets, a.workDir, feedback, enc, a.log); err != nil {
+					return err
+				}
+			}
 			return nil
 		},
-		Run:   func(ctx context.Context) error { return a.jobs.Run(ctx) },
+		Run: func(ctx context.Context) error {
+			if a.retrain == nil {
+				return a.jobs.Run(ctx)
+			}
+			// Either ending ends both: the role is one unit.
+			g, gctx := errgroup.WithContext(ctx)
+			g.Go(func() error { return a.jobs.Run(gctx) })
+			g.Go(func() error {
+				if err := a.retrain.Run(gctx, a.policies, retrainCheckEvery); err != nil {
+					return fmt.Errorf("retraining: %w", err)
+				}
+				return nil
+			})
+			return g.Wait()
+		},
 		Ready: func() bool { return a.jobs != nil && a.jobs.Ready() },
 	}, nil
 }
@@ -793,3 +830,7 @@ func (a *app) gatewayServes(name string) bool {
 	v, ok := a.gf.models.dirs[name]
 	return ok && !isBundleDir(v)
 }
+
+// retrainCheckEvery is how often the trainer counts new labels against
+// --retrain-threshold.
+const retrainCheckEvery = 30 * time.Second

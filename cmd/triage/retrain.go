@@ -1,0 +1,171 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/peterbourgon/ff/v3/ffcli"
+
+	"github.com/triage-ml/triage/inference"
+	"github.com/triage-ml/triage/registry"
+	"github.com/triage-ml/triage/retrain"
+	"github.com/triage-ml/triage/serving"
+	"github.com/triage-ml/triage/snapshot"
+	"github.com/triage-ml/triage/trainer"
+)
+
+// retrainFlags are the learning loop's settings, shared by the trainer role
+// and `triage retrain`.
+type retrainFlags struct {
+	snapshots, schedules string
+	threshold            int
+	maxEpochs            int
+	gate                 retrain.Gate
+}
+
+func (f *retrainFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.snapshots, "snapshots", "data/snapshots", "labelled data snapshots folder (immutable, one per retraining run)")
+	fs.StringVar(&f.schedules, "retrain-schedule", "", `trainer: cron schedules, model=spec,... ("support=@weekly", "reviews=0 3 * * 1"; a leading seconds field is allowed)`)
+	fs.IntVar(&f.threshold, "retrain-threshold", 0, "trainer: retrain a default model once this many new labels arrived since its latest snapshot (0 = never)")
+	fs.IntVar(&f.maxEpochs, "retrain-max-epochs", 0, "epoch cap of retraining runs (0 = the trainer's default)")
+	f.gate.RegisterFlags(fs)
+}
+
+// policies are the schedules and the threshold, per default model.
+func (f *retrainFlags) policies() ([]retrain.Policy, error) {
+	byModel := map[string]*retrain.Policy{}
+	var out []retrain.Policy
+	for _, dm := range trainer.DefaultModels {
+		byModel[dm.Name] = &retrain.Policy{Model: dm.Name, Threshold: f.threshold}
+	}
+	for _, part := range strings.Split(f.schedules, ",") {
+		if part = strings.TrimSpace(part); part == "" {
+			continue
+		}
+		model, spec, ok := strings.Cut(part, "=")
+		p := byModel[strings.TrimSpace(model)]
+		if !ok || p == nil {
+			return nil, fmt.Errorf("--retrain-schedule %q: want model=spec for a model with base data (%s)", part, defaultModelNames())
+		}
+		p.Cron = strings.TrimSpace(spec)
+	}
+	for _, dm := range trainer.DefaultModels {
+		p := *byModel[dm.Name]
+		if err := p.Validate(); err != nil {
+			return nil, err
+		}
+		if p.Cron != "" || p.Threshold > 0 {
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
+func defaultModelNames() string {
+	var names []string
+	for _, dm := range trainer.DefaultModels {
+		names = append(names, dm.Name)
+	}
+	return strings.Join(names, ", ")
+}
+
+// retrainRunner builds the learning loop on the registry, the snapshot
+// store and (when set) the feedback topic; bases are the default models'
+// training files under datasets.
+func retrainRunner(f *retrainFlags, store registry.Store, promote func(ctx context.Context, name, version, who, why string) error,
+	opts inference.ModelOptions, datasets, workDir string, feedback *snapshot.FeedbackSource, enc *trainer.EncoderSource, log *slog.Logger) (*retrain.Runner, error) {
+	snaps, err := snapshot.OpenStore(f.snapshots)
+	if err != nil {
+		return nil, fmt.Errorf("--snapshots %s: %w", f.snapshots, err)
+	}
+	bases := map[string]retrain.Base{}
+	for _, dm := range trainer.DefaultModels {
+		bases[dm.Name] = retrain.Base{Path: filepath.Join(datasets, dm.File), TextColumn: dm.TextColumn, LabelColumn: dm.LabelColumn}
+	}
+	return retrain.New(retrain.Config{Registry: store, Promote: promote, Snapshots: snaps, Feedback: feedback, Bases: bases,
+		WorkDir: workDir, Gate: f.gate, Logger: log,
+		Open:    func(dir string) (retrain.Model, error) { return inference.Open(dir, opts) },
+		Options: trainer.Options{MaxEpochs: f.maxEpochs, Encoder: enc}})
+}
+
+func retrainCommand(stdout, stderr io.Writer) *ffcli.Command {
+	fs := flag.NewFlagSet("triage retrain", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	mf := &modelsFlags{}
+	mf.register(fs)
+	var rf retrainFlags
+	rf.register(fs)
+	datasets := fs.String("datasets", "../shared/data", "training data folder (banking77/, movie-reviews/) (env TRIAGE_DATA_DIR)")
+	workDir := fs.String("work-dir", "data/work", "scratch folder for the run; holds the frozen evaluation sets")
+	feedbackTopic := fs.String("feedback-topic", "triage.feedback", `human labels to add to the base data ("" trains on the base data alone)`)
+	return &ffcli.Command{
+		Name:       "retrain",
+		ShortUsage: "triage retrain NAME [--registry DIR] [--brokers H:P] [flags]",
+		ShortHelp:  "one retraining run now: snapshot → train → evaluate against the champion → gate → register → promote or reject",
+		FlagSet:    fs,
+		Options:    parseOptions(),
+		Exec: func(ctx context.Context, args []string) error {
+			args, err := interspersed(fs, args)
+			if err != nil {
+				return err
+			}
+			if len(args) != 1 {
+				return fmt.Errorf("usage: triage retrain NAME (models with base data: %s)", defaultModelNames())
+			}
+			log, err := mf.g.logger(stderr)
+			if err != nil {
+				return err
+			}
+			store, adm, closeFn, err := mf.open()
+			if err != nil {
+				return err
+			}
+			defer closeFn()
+			opts, err := mf.rt.options()
+			if err != nil {
+				return err
+			}
+			var feedback *snapshot.FeedbackSource
+			if *feedbackTopic != "" {
+				feedback = &snapshot.FeedbackSource{Brokers: splitList(mf.brokers), Topic: *feedbackTopic, Logger: log}
+			}
+			promote := func(ctx context.Context, name, version, who, why string) error {
+				_, err := adm.Promote(ctx, name, version, who, why)
+				if errors.Is(err, serving.ErrNotAnnounced) {
+					fmt.Fprintln(stderr, "triage: warning:", err)
+					return nil
+				}
+				return err
+			}
+			r, err := retrainRunner(&rf, store, promote, opts, *datasets, *workDir, feedback, nil, log)
+			if err != nil {
+				return err
+			}
+			res, err := r.Retrain(ctx, args[0], retrain.TriggerManual, mf.who)
+			if err != nil {
+				return err
+			}
+			if mf.asJSON {
+				enc := json.NewEncoder(stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(res)
+			}
+			verdict := "rejected: " + strings.Join(res.Gate.Reasons, "; ")
+			if res.Promoted {
+				verdict = "promoted"
+			}
+			fmt.Fprintf(stdout, "%s %s from snapshot %s: eval macro-F1 %s vs champion %s %s on %d rows — %s (%.1f s)\n",
+				res.Model, res.Version, res.Snapshot, strconv.FormatFloat(res.Gate.ChallengerMacroF1, 'f', 4, 64), orDash(res.Gate.Champion),
+				strconv.FormatFloat(res.Gate.ChampionMacroF1, 'f', 4, 64), res.Gate.EvalRows, verdict, res.Seconds)
+			return nil
+		},
+	}
+}

@@ -1,0 +1,241 @@
+package retrain
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/triage-ml/triage/inference"
+	"github.com/triage-ml/triage/internal/scoring"
+	"github.com/triage-ml/triage/registry"
+	"github.com/triage-ml/triage/snapshot"
+	"github.com/triage-ml/triage/trainer"
+)
+
+var words = map[string][]string{
+	"billing":  {"invoice", "refund", "charge", "payment", "bill", "price"},
+	"shipping": {"parcel", "courier", "tracking", "delivery", "package", "late"},
+	"account":  {"password", "login", "email", "profile", "locked", "username"},
+}
+
+// writeData writes n synthetic rows; shuffle assigns labels at random.
+func writeData(t *testing.T, path string, n int, seed uint64, shuffle bool) {
+	t.Helper()
+	rng := rand.New(rand.NewPCG(seed, 7))
+	labels := []string{"billing", "shipping", "account"}
+	var b strings.Builder
+	b.WriteString("text,label\n")
+	for i := range n {
+		l := labels[i%3]
+		var ws []string
+		for range 5 {
+			ws = append(ws, words[l][rng.IntN(6)])
+		}
+		if shuffle {
+			l = labels[rng.IntN(3)]
+		}
+		fmt.Fprintf(&b, "%s %d,%s\n", strings.Join(ws, " "), i, l)
+	}
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+type env struct {
+	dir    string
+	reg    *registry.Local
+	runner *Runner
+	trains atomic.Int32
+}
+
+func newEnv(t *testing.T, train func(context.Context, trainer.Options) (*trainer.Result, error)) *env {
+	t.Helper()
+	dir := t.TempDir()
+	reg, err := registry.OpenLocal(filepath.Join(dir, "registry"), registry.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	snaps, err := snapshot.OpenStore(filepath.Join(dir, "snapshots"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeData(t, filepath.Join(dir, "base.csv"), 600, 1, false)
+	e := &env{dir: dir, reg: reg}
+	if train == nil {
+		train = trainer.Train
+	}
+	e.runner, err = New(Config{Registry: reg, Snapshots: snaps, WorkDir: filepath.Join(dir, "work"),
+		Bases: map[string]Base{"support": {Path: filepath.Join(dir, "base.csv"), TextColumn: "text", LabelColumn: "label"}},
+		Open:  func(d string) (Model, error) { return inference.Open(d, inference.ModelOptions{}) },
+		Train: func(ctx context.Context, o trainer.Options) (*trainer.Result, error) {
+			e.trains.Add(1)
+			return train(ctx, o)
+		},
+		Options: trainer.Options{MaxEpochs: 4, LearningRates: []float64{0.2}, L2s: []float64{0}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func TestRetrainGatesAndPromotes(t *testing.T) {
+	if _, err := inference.FindORTLibrary(""); err != nil {
+		t.Fatalf("ONNX Runtime is needed (make onnxruntime): %v", err)
+	}
+	e := newEnv(t, nil)
+	ctx := context.Background()
+
+	// First run: no champion, so the first version passes and serves.
+	res, err := e.runner.Retrain(ctx, "support", TriggerManual, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Promoted || res.Version != "v1" || !res.Gate.Passed || res.Gate.EvalRows == 0 {
+		t.Fatalf("first run: %+v", res)
+	}
+	eval := filepath.Join(e.dir, "work", "evalsets", "support.csv")
+	frozen, err := os.ReadFile(eval)
+	if err != nil {
+		t.Fatalf("no frozen evaluation set: %v", err)
+	}
+
+	// Labels shuffled across classes: the challenger is rejected with its
+	// reasons, registered but not promoted; the champion stays.
+	writeData(t, filepath.Join(e.dir, "base.csv"), 600, 2, true)
+	res, err = e.runner.Retrain(ctx, "support", TriggerManual, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Promoted || res.Gate.Passed || len(res.Gate.Reasons) == 0 || res.Gate.Champion != "v1" {
+		t.Fatalf("shuffled labels: %+v, want a rejection with reasons against v1", res)
+	}
+	if cur, _ := e.reg.Resolve(ctx, "support", registry.Champion); cur.Version != "v1" {
+		t.Errorf("champion %s after a rejected challenger, want v1", cur.Version)
+	}
+	v, err := e.reg.Get(ctx, "support", res.Version)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Lineage.Gate == nil || v.Lineage.Gate.Passed || v.Lineage.Gate.ChampionMacroF1 <= v.Lineage.Gate.ChallengerMacroF1 ||
+		v.Lineage.Snapshot != res.Snapshot || v.Lineage.Parent != "v1" || v.Lineage.Trigger != TriggerManual {
+		t.Errorf("rejected version's lineage %+v / gate %+v", v.Lineage, v.Lineage.Gate)
+	}
+	if again, _ := os.ReadFile(eval); string(again) != string(frozen) {
+		t.Error("the evaluation set changed between runs")
+	}
+
+	// Clean data again (more of it): passes the gate and is promoted.
+	writeData(t, filepath.Join(e.dir, "base.csv"), 900, 3, false)
+	res, err = e.runner.Retrain(ctx, "support", TriggerManual, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Promoted || res.Gate.Champion != "v1" {
+		t.Fatalf("clean data: %+v, want promoted over v1", res)
+	}
+	if cur, _ := e.reg.Resolve(ctx, "support", registry.Champion); cur.Version != res.Version {
+		t.Errorf("champion %s, want %s", cur.Version, res.Version)
+	}
+}
+
+func TestGateDecide(t *testing.T) {
+	g := Gate{Epsilon: 0.01, Delta: 0.1}
+	champ := scoring.Report{N: 100, MacroF1: 0.80, PerClass: map[string]scoring.ClassMetrics{
+		"a": {Recall: 0.9, Support: 50}, "b": {Recall: 0.7, Support: 50}, "c": {Recall: 0.5}}}
+	for _, c := range []struct {
+		name   string
+		f1     float64
+		recall map[string]float64
+		pass   bool
+	}{
+		{"better", 0.85, map[string]float64{"a": 0.9, "b": 0.8}, true},
+		{"within epsilon", 0.795, map[string]float64{"a": 0.9, "b": 0.7}, true},
+		{"worse", 0.78, map[string]float64{"a": 0.9, "b": 0.7}, false},
+		{"one class collapses", 0.82, map[string]float64{"a": 1.0, "b": 0.55}, false},
+	} {
+		ch := scoring.Report{N: 100, MacroF1: c.f1, PerClass: map[string]scoring.ClassMetrics{}}
+		for k, r := range c.recall {
+			ch.PerClass[k] = scoring.ClassMetrics{Recall: r, Support: 50}
+		}
+		d := g.Decide(&champ, ch)
+		if d.Passed != c.pass || (!c.pass && len(d.Reasons) == 0) {
+			t.Errorf("%s: %+v, want passed=%v with reasons when refused", c.name, d, c.pass)
+		}
+		if _, ok := d.RecallDeltas["c"]; ok {
+			t.Errorf("%s: class without support compared", c.name)
+		}
+	}
+	if d := g.Decide(nil, scoring.Report{MacroF1: 0.1}); !d.Passed {
+		t.Error("a first version (no champion) must pass")
+	}
+}
+
+// A run in progress makes a second one for the same model return
+// ErrRunning, and schedule ticks during a run start nothing.
+func TestOneRunPerModel(t *testing.T) {
+	release := make(chan struct{})
+	started := make(chan struct{}, 10)
+	e := newEnv(t, func(ctx context.Context, o trainer.Options) (*trainer.Result, error) {
+		started <- struct{}{}
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return nil, errors.New("stopped by the test")
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		e.runner.Retrain(ctx, "support", TriggerManual, "test")
+	}()
+	<-started
+	if _, err := e.runner.Retrain(ctx, "support", TriggerManual, "test"); !errors.Is(err, ErrRunning) {
+		t.Errorf("second run: %v, want ErrRunning", err)
+	}
+
+	// Every second a tick; the first run still holds the model.
+	done := make(chan error, 1)
+	go func() { done <- e.runner.Run(ctx, []Policy{{Model: "support", Cron: "* * * * * *"}}, 0) }()
+	time.Sleep(2500 * time.Millisecond)
+	if n := e.trains.Load(); n != 1 {
+		t.Errorf("%d trainings started while one run was going, want 1", n)
+	}
+	close(release)
+	wg.Wait()
+	// Now a tick starts a run.
+	deadline := time.Now().Add(5 * time.Second)
+	for e.trains.Load() < 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("no scheduled run after the first one ended")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run: %v", err)
+	}
+}
+
+func TestPolicyValidate(t *testing.T) {
+	for _, p := range []Policy{{Model: "m", Cron: "not a schedule"}, {Model: "m", Threshold: -1}} {
+		if p.Validate() == nil {
+			t.Errorf("%+v accepted", p)
+		}
+	}
+	for _, p := range []Policy{{Model: "m", Cron: "@weekly"}, {Model: "m", Cron: "0 3 * * 1"}, {Model: "m", Cron: "*/10 * * * * *", Threshold: 100}} {
+		if err := p.Validate(); err != nil {
+			t.Errorf("%+v refused: %v", p, err)
+		}
+	}
+}
