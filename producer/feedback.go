@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/triage-ml/triage/internal/topics"
+
 	"github.com/triage-ml/triage/internal/kafkalog"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -27,6 +29,13 @@ func NewFeedbackSink(brokers []string, topic string, log *slog.Logger, opts ...k
 		kgo.ClientID("triage-feedback"), kgo.WithLogger(kafkalog.New(log))}, opts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("feedback producer: %w", err)
+	}
+	// Compacted and keyed by id: the latest label of an id is the one that
+	// counts, and the topic stays the size of the labelled set.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := topics.EnsureCompacted(ctx, cl, topic, -1); err != nil && log != nil {
+		log.Warn("feedback topic not created compacted; producing to it anyway", "topic", topic, "err", err)
 	}
 	return &FeedbackSink{cl: cl}, nil
 }

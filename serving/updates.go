@@ -9,10 +9,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/triage-ml/triage/internal/topics"
+
 	"github.com/triage-ml/triage/internal/kafkalog"
 
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/triage-ml/triage/registry"
@@ -49,16 +49,7 @@ func EventFor(mv registry.Move, hash string) Event {
 
 // EnsureUpdatesTopic creates the updates topic, compacted, if it is missing.
 func EnsureUpdatesTopic(ctx context.Context, cl *kgo.Client, topic string) error {
-	adm := kadm.NewClient(cl)
-	compact := "compact"
-	resp, err := adm.CreateTopic(ctx, 1, -1, map[string]*string{"cleanup.policy": &compact}, topic)
-	if err == nil {
-		err = resp.Err
-	}
-	if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
-		return fmt.Errorf("create topic %s: %w", topic, err)
-	}
-	return nil
+	return topics.EnsureCompacted(ctx, cl, topic, 1)
 }
 
 // Publish sends ev to topic and waits for the broker's acknowledgement.

@@ -344,7 +344,8 @@ func (a *app) brokerRole() (lifecycle.Role, error) {
 	if a.dataDir == "" {
 		return lifecycle.Role{}, errors.New("the embedded broker runs under `triage dev` (it needs --data-dir)")
 	}
-	topics := []string{a.cf.PredictionsTopic, a.cf.DeadLetterTopic, a.feedbackTopic}
+	// The feedback topic is left to its producer, which creates it compacted.
+	topics := []string{a.cf.PredictionsTopic, a.cf.DeadLetterTopic}
 	for t, target := range a.routes() {
 		_ = target
 		topics = append(topics, t)
