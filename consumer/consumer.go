@@ -67,7 +67,10 @@ type Config struct {
 	// Batch is the micro-batch policy (default batch.Default()). The
 	// consumer counts records, not tokens: MaxCount must be set and
 	// MaxTokens left 0.
-	Batch           batch.Policy
+	Batch batch.Policy
+	// Review offers uncertain predictions for human labelling (active
+	// learning); an empty Topic turns it off.
+	Review          ReviewPolicy
 	MaxPollRecords  int // records per transaction at most; default 1000
 	MaxTextBytes    int // hard limit; longer texts are dead-lettered; default 64 KiB
 	ShutdownTimeout time.Duration
@@ -102,6 +105,9 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.Batch.MaxWait, "batch-wait", c.Batch.MaxWait, "longest wait to fill a micro-batch after its first record")
 	fs.IntVar(&c.MaxPollRecords, "max-poll-records", DefaultMaxPollRecords, "most records per transaction")
 	fs.IntVar(&c.MaxTextBytes, "max-text-bytes", DefaultMaxTextBytes, "texts longer than this are dead-lettered (text_too_long)")
+	fs.StringVar(&c.Review.Topic, "review-topic", DefaultReviewTopic, `topic uncertain predictions are offered on for human labelling ("" disables)`)
+	fs.Float64Var(&c.Review.MaxMargin, "review-margin", DefaultReviewMargin, "a prediction is uncertain when its top-2 probability margin is below this")
+	fs.Float64Var(&c.Review.Rate, "review-rate", DefaultReviewRate, "most uncertain predictions offered per second (a sample, not all of them)")
 }
 
 // Validate fills defaults and reports every problem with what to change.
@@ -155,6 +161,14 @@ func (c *Config) Validate() error {
 		c.MaxPollRecords = c.Batch.MaxCount
 	}
 	c.MaxTextBytes = cmp.Or(c.MaxTextBytes, DefaultMaxTextBytes)
+	if c.Review.Topic != "" {
+		if c.Review.MaxMargin <= 0 || c.Review.MaxMargin > 1 || c.Review.Rate <= 0 {
+			errs = append(errs, fmt.Errorf("review margin %v must be in (0,1] and rate %v > 0 (--review-margin, --review-rate)", c.Review.MaxMargin, c.Review.Rate))
+		}
+		if _, ok := c.Routes[c.Review.Topic]; ok {
+			errs = append(errs, fmt.Errorf("review topic %q is also an input topic", c.Review.Topic))
+		}
+	}
 	if c.MaxTextBytes < 1 {
 		errs = append(errs, fmt.Errorf("max text bytes %d: must be >= 1", c.MaxTextBytes))
 	}
@@ -171,6 +185,7 @@ func (c *Config) Validate() error {
 // Consumer runs the classify loop.
 type Consumer struct {
 	cfg     Config
+	review  *reviewer // nil when no review topic
 	metrics *metrics
 	log     *slog.Logger
 	topics  []string
@@ -189,7 +204,7 @@ func New(cfg Config) (*Consumer, error) {
 		return nil, fmt.Errorf("consumer metrics: %w", err)
 	}
 	topics := slices.Sorted(maps.Keys(cfg.Routes))
-	return &Consumer{cfg: cfg, metrics: m, log: cfg.Logger.With("role", "consumer"), topics: topics}, nil
+	return &Consumer{cfg: cfg, metrics: m, log: cfg.Logger.With("role", "consumer"), topics: topics, review: newReviewer(cfg.Review)}, nil
 }
 
 // Ready reports whether the consumer has connected and joined its group.

@@ -94,6 +94,16 @@ func (c *Consumer) handle(ctx context.Context, s session, recs []*kgo.Record) er
 			return &fatalError{err}
 		}
 		s.produce(ctx, out, promise)
+		if items[i].reason == "" {
+			rv, err := c.review.record(&items[i], prediction(&items[i], now), now)
+			if err != nil {
+				return &fatalError{err}
+			}
+			if rv != nil {
+				s.produce(ctx, rv, promise)
+				c.metrics.reviewOffered.Inc()
+			}
+		}
 	}
 	// Flush first so a failed output aborts the transaction instead of
 	// committing offsets for an input whose output was lost.

@@ -14,6 +14,9 @@ type metrics struct {
 	transactions *prometheus.CounterVec // result
 	pollErrors   prometheus.Counter     //
 	inflight     prometheus.Gauge       //
+	// reviewOffered counts uncertain predictions produced to the review
+	// queue (a batch aborted after producing them offers them again).
+	reviewOffered prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -48,9 +51,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		inflight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "triage_consumer_inflight_records", Help: "Records polled and not yet committed.",
 		}),
+		reviewOffered: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "triage_consumer_review_offered_total", Help: "Uncertain predictions produced to the review queue for human labelling.",
+		}),
 	}
 	for _, c := range []prometheus.Collector{m.records, m.deadLetters, m.truncated, m.batchRecords, m.inference,
-		m.latency, m.transactions, m.pollErrors, m.inflight} {
+		m.latency, m.transactions, m.pollErrors, m.inflight, m.reviewOffered} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -26,26 +26,7 @@ func (c *Consumer) output(it *item, now time.Time) (*kgo.Record, error) {
 	if it.reason != "" {
 		return c.deadLetter(it, now)
 	}
-	p := it.pred
-	scores := make([]schemas.Score, len(p.Scores))
-	for i, s := range p.Scores {
-		scores[i] = schemas.Score{Label: s.Label, Score: float64(s.Score)}
-	}
-	var latency float64
-	if !it.rec.Timestamp.IsZero() {
-		latency = max(0, float64(now.Sub(it.rec.Timestamp).Microseconds())/1000)
-	}
-	v, err := json.Marshal(schemas.Prediction{
-		ID:           it.input.ID,
-		Input:        schemas.InputRef{Topic: it.rec.Topic, Partition: it.rec.Partition, Offset: it.rec.Offset},
-		Label:        p.Label,
-		Confidence:   float64(p.Confidence),
-		Scores:       scores,
-		Model:        schemas.ModelRef{Name: p.Model.Name, Version: p.Model.Version},
-		ClassifiedAt: now.UTC(),
-		LatencyMS:    latency,
-		Truncated:    p.Truncated,
-	})
+	v, err := json.Marshal(prediction(it, now))
 	if err != nil {
 		return nil, fmt.Errorf("encode prediction: %w", err)
 	}
@@ -58,6 +39,30 @@ func (c *Consumer) output(it *item, now time.Time) (*kgo.Record, error) {
 			{Key: HeaderSchema, Value: []byte(schemas.Version + "/prediction")},
 		},
 	}, nil
+}
+
+// prediction is the prediction record of a healthy item.
+func prediction(it *item, now time.Time) schemas.Prediction {
+	p := it.pred
+	scores := make([]schemas.Score, len(p.Scores))
+	for i, s := range p.Scores {
+		scores[i] = schemas.Score{Label: s.Label, Score: float64(s.Score)}
+	}
+	var latency float64
+	if !it.rec.Timestamp.IsZero() {
+		latency = max(0, float64(now.Sub(it.rec.Timestamp).Microseconds())/1000)
+	}
+	return schemas.Prediction{
+		ID:           it.input.ID,
+		Input:        schemas.InputRef{Topic: it.rec.Topic, Partition: it.rec.Partition, Offset: it.rec.Offset},
+		Label:        p.Label,
+		Confidence:   float64(p.Confidence),
+		Scores:       scores,
+		Model:        schemas.ModelRef{Name: p.Model.Name, Version: p.Model.Version},
+		ClassifiedAt: now.UTC(),
+		LatencyMS:    latency,
+		Truncated:    p.Truncated,
+	}
 }
 
 // deadLetter keeps the original bytes and headers with the reason and the

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/triage-ml/triage/review"
+
 	"github.com/triage-ml/triage/inference"
 )
 
@@ -194,6 +196,7 @@ func authCases() []authCase {
 		{"GET", "/v1/train/tj_nope", ScopeTrain, ""},
 		{"POST", "/v1/feedback", ScopeFeedback, `{"id":"1","text":"t","label":"billing"}`},
 		{"GET", "/metrics", ScopeAdmin, ""},
+		{"GET", "/v1/review", ScopeFeedback, ""},
 		{"POST", "/v1/models/support/promote", ScopeAdmin, `{"version":"v1"}`},
 		{"POST", "/v1/models/support/rollback", ScopeAdmin, ""},
 	}
@@ -203,6 +206,7 @@ func TestAuthMatrix(t *testing.T) {
 	ts := newTestServer(t, map[string]Model{"support": newFakeModel(t, "support", "v1")}, func(c *Config) {
 		withJobs(t, c)
 		c.Registry = &fakeModelRegistry{champion: "v1"}
+		c.Review = review.New(0, nil)
 		c.DataRoot = t.TempDir()
 		c.Feedback = func(context.Context, FeedbackRecord) error { return nil }
 	})

@@ -272,5 +272,8 @@ func (s *Server) handleFeedback(c *fiber.Ctx) error {
 		ae.retryAfter = 1
 		return ae
 	}
+	if s.cfg.Review != nil {
+		s.cfg.Review.Done(req.ID)
+	}
 	return c.Status(http.StatusAccepted).JSON(Accepted{Status: "accepted", ID: req.ID})
 }

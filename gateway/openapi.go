@@ -217,6 +217,14 @@ func operations(g *schemaGen) []operation {
 		{method: "get", path: "/v1/train/{id}", id: "getTrainJob", summary: "Training job status", tags: []string{"train"}, scope: ScopeTrain,
 			params: []obj{pathParam("id", "job id from POST /v1/train")},
 			status: "200", response: ok("the job", g.ref(TrainJob{})), errors: withAuth(404, 503)},
+		{method: "get", path: "/v1/review", id: "review", summary: "Uncertain predictions to label", tags: []string{"feedback"}, scope: ScopeFeedback,
+			desc: "Predictions the consumers found uncertain (top-2 probability margin below --review-margin, sampled at --review-rate), " +
+				"smallest margin first. Label one with POST /v1/feedback using its id; it then leaves the list. 503 without a review queue.",
+			params: []obj{
+				{"name": "model", "in": "query", "required": false, "description": "only this model's items", "schema": obj{"type": "string"}},
+				{"name": "limit", "in": "query", "required": false, "description": "most items (1..200, default 20)", "schema": obj{"type": "integer", "minimum": 1, "maximum": 200}},
+			},
+			status: "200", response: ok("the items", g.ref(ReviewList{})), errors: withAuth(400, 503)},
 		{method: "post", path: "/v1/feedback", id: "feedback", summary: "Submit a human label", tags: []string{"feedback"}, scope: ScopeFeedback,
 			desc: "Validated (the label must be one of the model's labels when `model` is given) and handed to the feedback sink " +
 				"(Kafka). 503 when this gateway has no feedback sink.",

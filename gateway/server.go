@@ -121,6 +121,10 @@ type Config struct {
 	// else trainer.DefaultUploadDir().
 	UploadDir string
 
+	// Review, when set, serves GET /v1/review; a label sent through POST
+	// /v1/feedback takes the item off it.
+	Review ReviewQueue
+
 	// Registry, when set, adds versions and aliases to GET /v1/models and
 	// serves the admin routes that promote and roll back models.
 	Registry Registry
@@ -405,6 +409,7 @@ func (s *Server) routes() {
 	s.add(fiber.MethodGet, "/v1/models", ScopePredict, s.handleModels)
 	s.add(fiber.MethodGet, "/v1/models/:name", ScopePredict, s.handleModel)
 	s.add(fiber.MethodGet, "/v1/models/:name/params", ScopePredict, s.handleModelParams)
+	s.add(fiber.MethodGet, "/v1/review", ScopeFeedback, s.handleReview)
 	s.add(fiber.MethodPost, "/v1/models/:name/promote", ScopeAdmin, s.handlePromote)
 	s.add(fiber.MethodPost, "/v1/models/:name/rollback", ScopeAdmin, s.handleRollback)
 	s.add(fiber.MethodPost, "/v1/train", ScopeTrain, s.handleTrain)

@@ -30,6 +30,21 @@ type Prediction struct {
 	Truncated    bool      `json:"truncated,omitempty"`
 }
 
+// Review is an uncertain prediction offered to a person for labelling
+// (topic triage.review-queue, keyed by id): the text, what the model said,
+// and its top-2 margin (best minus second-best probability).
+type Review struct {
+	ID           string    `json:"id"`
+	Text         string    `json:"text"`
+	Label        string    `json:"label"`
+	Confidence   float64   `json:"confidence"`
+	Margin       float64   `json:"margin"`
+	Scores       []Score   `json:"scores"`
+	Model        ModelRef  `json:"model"`
+	Input        InputRef  `json:"input"`
+	ClassifiedAt time.Time `json:"classified_at"`
+}
+
 // InputRef locates the input record a prediction was made for.
 type InputRef struct {
 	Topic     string `json:"topic"`

@@ -25,6 +25,7 @@ import (
 	"github.com/triage-ml/triage/producer"
 	"github.com/triage-ml/triage/registry"
 	"github.com/triage-ml/triage/retrain"
+	"github.com/triage-ml/triage/review"
 	"github.com/triage-ml/triage/schemas"
 	"github.com/triage-ml/triage/serving"
 	"github.com/triage-ml/triage/snapshot"
@@ -174,6 +175,7 @@ type app struct {
 	// unwatchGateway stops the serving set's swaps reaching the gateway.
 	unwatchGateway func()
 	retrain        *retrain.Runner
+	review         *review.Queue
 	policies       []retrain.Policy
 }
 
@@ -566,6 +568,10 @@ func (a *app) gatewayRole() (lifecycle.Role, error) {
 				return err
 			}
 			cfg.Registry = adm
+			if a.cf.Review.Topic != "" {
+				a.review = review.New(0, a.log)
+				cfg.Review = a.review
+			}
 			cfg.Jobs, err = a.jobsClient(ctx)
 			if err != nil {
 				return err
@@ -605,7 +611,15 @@ func (a *app) gatewayRole() (lifecycle.Role, error) {
 			}
 			return nil
 		},
-		Run: func(ctx context.Context) error { return a.gateway.Run(ctx) },
+		Run: func(ctx context.Context) error {
+			if a.review == nil {
+				return a.gateway.Run(ctx)
+			}
+			g, gctx := errgroup.WithContext(ctx)
+			g.Go(func() error { return a.gateway.Run(gctx) })
+			g.Go(func() error { return a.review.Follow(gctx, a.brokerList(), a.cf.Review.Topic) })
+			return g.Wait()
+		},
 		// Also when shutdown came between Start and Run: the gateway's
 		// entries hold leases on the serving set, which stops after it.
 		Stop: func(context.Context) error {
