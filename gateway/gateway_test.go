@@ -528,7 +528,6 @@ func TestFeedback(t *testing.T) {
 		status int
 		field  string
 	}{
-		{`{"id":"1","text":"t","label":"weather","model":"support"}`, 422, "label"},
 		{`{"id":"1","text":"t","label":"billing","model":"nope"}`, 404, ""},
 		{`{"id":"","text":"t","label":"billing"}`, 422, "id"},
 		{`{"id":"1","text":"","label":"billing"}`, 422, "text"},
@@ -539,6 +538,10 @@ func TestFeedback(t *testing.T) {
 		if e := errBody(t, b); code != tc.status || e.Field != tc.field {
 			t.Errorf("%s: %d %+v, want %d field %q", tc.body, code, e, tc.status, tc.field)
 		}
+	}
+	// A label the model does not know yet is accepted (a retrain adds it).
+	if code, _, b := ts.call(t, "POST", "/v1/feedback", "feeder", `{"id":"3","text":"t","label":"weather","model":"support"}`); code != 202 {
+		t.Errorf("new label: %d %s", code, b)
 	}
 	// Without model, any label passes (the sink decides).
 	if code, _, b := ts.call(t, "POST", "/v1/feedback", "feeder", `{"id":"2","text":"t","label":"new_label"}`); code != 202 {

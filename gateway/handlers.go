@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
@@ -214,7 +213,7 @@ func (s *Server) handleModelParams(c *fiber.Ctx) error {
 type FeedbackRequest struct {
 	ID        string `json:"id" doc:"caller's id for the text (e.g. the ticket id), at most 256 bytes"`
 	Text      string `json:"text"`
-	Label     string `json:"label" doc:"the correct label; must be one of the model's labels when model is given"`
+	Label     string `json:"label" doc:"the correct label; one the model does not know yet is accepted (the next retraining adds the class)"`
 	Annotator string `json:"annotator,omitempty" doc:"who labelled it"`
 	Model     string `json:"model,omitempty" doc:"model whose label set the label is checked against"`
 }
@@ -252,16 +251,14 @@ func (s *Server) handleFeedback(c *fiber.Ctx) error {
 	if ae := checkText("text", req.Text, s.cfg.MaxTextBytes); ae != nil {
 		return ae
 	}
+	// A label the model does not know yet is accepted: the next retraining
+	// adds the class. The model must exist, so labels are not lost to a typo.
 	if req.Model != "" {
 		e := s.models.acquire(req.Model)
 		if e == nil {
 			return notFound("model %q is not loaded (loaded: %s)", req.Model, strings.Join(s.models.names(), ", "))
 		}
-		labels := e.model.Manifest().Labels
 		e.release()
-		if !slices.Contains(labels, req.Label) {
-			return unprocessable("label", "label %q is not one of model %q's %d labels", req.Label, req.Model, len(labels))
-		}
 	}
 	fb := FeedbackRecord{ID: req.ID, Text: req.Text, Label: req.Label, Annotator: req.Annotator, Model: req.Model}
 	ctx, cancel := context.WithTimeout(c.UserContext(), 10*time.Second)

@@ -122,7 +122,7 @@ var errorResponses = map[int]struct{ name, desc string }{
 	409: {"Conflict", "The registry refused the alias move: the version does not load, or there is nothing to roll back to."},
 	413: {"PayloadTooLarge", "The request body or upload exceeds the configured limit."},
 	415: {"UnsupportedMediaType", "A compressed request body (Content-Encoding); send it uncompressed."},
-	422: {"Unprocessable", "Well-formed but invalid: empty or over-long text, too many texts, a label the model does not know."},
+	422: {"Unprocessable", "Well-formed but invalid: empty or over-long text, too many texts, an empty label."},
 	429: {"TooManyRequests", "The API key's rate limit is exhausted; retry after Retry-After seconds."},
 	500: {"Internal", "An internal error; details are only in the server log."},
 	503: {"Unavailable", "Not ready, feedback not configured, no trainer, training queue full, or a timeout."},
@@ -226,7 +226,7 @@ func operations(g *schemaGen) []operation {
 			},
 			status: "200", response: ok("the items", g.ref(ReviewList{})), errors: withAuth(400, 503)},
 		{method: "post", path: "/v1/feedback", id: "feedback", summary: "Submit a human label", tags: []string{"feedback"}, scope: ScopeFeedback,
-			desc: "Validated (the label must be one of the model's labels when `model` is given) and handed to the feedback sink " +
+			desc: "Validated (`model`, when given, must be loaded; a label it does not know yet is accepted: the next retraining adds the class) and handed to the feedback sink " +
 				"(Kafka). 503 when this gateway has no feedback sink.",
 			body:   obj{"required": true, "content": jsonContent(g.ref(FeedbackRequest{}))},
 			status: "202", response: obj{"description": "accepted", "content": jsonContent(g.ref(Accepted{}))},
