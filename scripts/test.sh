@@ -47,6 +47,9 @@ go vet ./...
 step "go build"
 go build -o bin/triage ./cmd/triage
 
+step "DVC pipeline (dvc.yaml): snapshot -> train -> eval for reviews; a second dvc repro must be a no-op"
+bash scripts/dvc-repro.sh
+
 step "go test (unit tests, and the streaming suite against the embedded kfake broker)"
 go test -count=1 -timeout 20m ./...
 
