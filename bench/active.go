@@ -350,57 +350,15 @@ func topTwoMargin(z []float32) float64 {
 	return (1 - math.Exp(float64(z[i2]-z[i1]))) / sum
 }
 
-// fitLinear trains softmax regression on rows with AdaGrad, as the trainer
-// does (trainer's fit is unexported), for a fixed number of epochs.
+// fitLinear trains the trainer's softmax regression on the labelled rows,
+// for a fixed number of epochs.
 func fitLinear(ctx context.Context, d *activeData, rows []int, cfg ActiveConfig, seed uint64) (*trainer.Linear, error) {
-	F, C := d.numFeatures, len(d.labels)
-	m := &trainer.Linear{NumFeatures: F, NumClasses: C, W: make([]float32, F*C), B: make([]float32, C)}
-	gW, gB := make([]float32, F*C), make([]float32, C) // squared-gradient sums
-	z := make([]float32, C)
-	order := slices.Clone(rows)
-	rng := rand.New(rand.NewPCG(seed, 0x6c696e6561720001))
-	lr, l2 := float32(cfg.LearningRate), float32(cfg.L2)
-	const eps = 1e-8
-	for range cfg.Epochs {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
-		for _, i := range order {
-			x := d.xs[i]
-			m.Scores(x, z)
-			softmax(z)
-			z[d.ys[i]] -= 1 // dLoss/dz of cross-entropy
-			for c, g := range z {
-				gB[c] += g * g
-				m.B[c] -= lr * g / float32(math.Sqrt(float64(gB[c])+eps))
-			}
-			for j, f := range x.IDs {
-				w := x.Weights[j]
-				off := int(f) * C
-				row, acc := m.W[off:off+C], gW[off:off+C]
-				for c := range row {
-					g := w*z[c] + l2*row[c]
-					acc[c] += g * g
-					row[c] -= lr * g / float32(math.Sqrt(float64(acc[c])+eps))
-				}
-			}
-		}
+	xs, ys := make([]featurizer.Vector, len(rows)), make([]int, len(rows))
+	for k, i := range rows {
+		xs[k], ys[k] = d.xs[i], d.ys[i]
 	}
-	return m, nil
-}
-
-func softmax(z []float32) {
-	mx := slices.Max(z)
-	var sum float64
-	for c, v := range z {
-		e := math.Exp(float64(v - mx))
-		z[c] = float32(e)
-		sum += e
-	}
-	for c := range z {
-		z[c] = float32(float64(z[c]) / sum)
-	}
+	hp := trainer.HyperParams{Loss: "logistic", LearningRate: cfg.LearningRate, L2: cfg.L2, Epochs: cfg.Epochs}
+	return trainer.Fit(ctx, xs, ys, d.numFeatures, len(d.labels), hp, cfg.Epochs, seed)
 }
 
 func predictAll(m *trainer.Linear, xs []featurizer.Vector) []int {

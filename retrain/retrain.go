@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -74,7 +75,10 @@ type Config struct {
 	// data, output, name and seed.
 	Train   func(ctx context.Context, opts trainer.Options) (*trainer.Result, error)
 	Options trainer.Options
-	Logger  *slog.Logger
+	// Record, when set, is called with each registered challenger while its
+	// bundle still exists (experiment tracking); it must not fail the run.
+	Record func(ctx context.Context, model, version, dir string, tags map[string]string)
+	Logger *slog.Logger
 }
 
 // Runner runs retraining, one run per model at a time.
@@ -268,6 +272,10 @@ func (r *Runner) run(ctx context.Context, model, trigger, who string) (Result, e
 		return res, fmt.Errorf("register: %w", err)
 	}
 	res.Version = v.Version
+	if r.cfg.Record != nil {
+		r.cfg.Record(ctx, model, v.Version, trained.Dir, map[string]string{"trigger": trigger, "snapshot": snap.Manifest.ID,
+			"gate": strconv.FormatBool(gate.Passed), "champion": championVersion})
+	}
 	if !gate.Passed {
 		log.Warn("retrain: challenger rejected by the gate", "version", v.Version, "champion", championVersion,
 			"challenger_macro_f1", gate.ChallengerMacroF1, "champion_macro_f1", gate.ChampionMacroF1, "reasons", gate.Reasons)

@@ -60,6 +60,9 @@ go test -count=1 -timeout 20m -tags integration -run TestStreamingApacheKafka -v
 grep -E '^(=== RUN|--- |    ---|PASS|FAIL|ok)|_test.go' "$log" || true
 if [ "$rc" -ne 0 ]; then tail -n 60 "$log"; exit "$rc"; fi
 
+step "experiment tracking against a real MLflow server (scripts/mlflow-local: PyPI mlflow 3.17.2 in .cache/mlflow-venv)"
+go test -count=1 -timeout 10m -tags mlflow ./tracking/
+
 step "gateway end to end on triage dev: schemathesis (no 5xx, responses match the OpenAPI document), web page in headless Chromium"
 bash scripts/gateway-e2e.sh
 

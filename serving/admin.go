@@ -20,9 +20,15 @@ type Admin struct {
 	// Announce publishes a recorded move (Announcer.Announce); nil only
 	// records it.
 	Announce func(ctx context.Context, mv registry.Move) error
+	// Mirror, when set, repeats a recorded move elsewhere (the tracking
+	// server's model registry); it logs its own failures.
+	Mirror func(ctx context.Context, mv registry.Move)
 }
 
 func (a Admin) announce(ctx context.Context, mv registry.Move, err error) (registry.Move, error) {
+	if err == nil && a.Mirror != nil && mv.Kind != "" {
+		a.Mirror(ctx, mv)
+	}
 	if err != nil || a.Announce == nil || mv.Kind == "" {
 		return mv, err
 	}

@@ -165,3 +165,10 @@ func fit(ctx context.Context, xs []featurizer.Vector, ys []int, numFeatures, num
 	}
 	return m, nil
 }
+
+// Fit trains a linear model on featurised examples for exactly epochs
+// passes (no early stopping): the in-memory entry point for callers that
+// run their own loop, such as the active-learning simulation.
+func Fit(ctx context.Context, xs []featurizer.Vector, ys []int, numFeatures, numClasses int, hp HyperParams, epochs int, seed uint64) (*Linear, error) {
+	return fit(ctx, xs, ys, numFeatures, numClasses, hp, epochs, seed, nil)
+}

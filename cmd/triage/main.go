@@ -145,6 +145,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			newRunCommand("consumer", stdout, stderr),
 			newRunCommand("gateway", stdout, stderr),
 			modelsCommand(stdout, stderr),
+			runsCommand(stdout, stderr),
 			retrainCommand(stdout, stderr),
 			dataCommand(stdout, stderr),
 			produceCommand(stdout, stderr),

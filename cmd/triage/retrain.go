@@ -19,6 +19,7 @@ import (
 	"github.com/triage-ml/triage/retrain"
 	"github.com/triage-ml/triage/serving"
 	"github.com/triage-ml/triage/snapshot"
+	"github.com/triage-ml/triage/tracking"
 	"github.com/triage-ml/triage/trainer"
 )
 
@@ -81,7 +82,8 @@ func defaultModelNames() string {
 // store and (when set) the feedback topic; bases are the default models'
 // training files under datasets.
 func retrainRunner(f *retrainFlags, store registry.Store, promote func(ctx context.Context, name, version, who, why string) error,
-	opts inference.ModelOptions, datasets, workDir string, feedback *snapshot.FeedbackSource, enc *trainer.EncoderSource, log *slog.Logger) (*retrain.Runner, error) {
+	opts inference.ModelOptions, datasets, workDir string, feedback *snapshot.FeedbackSource, enc *trainer.EncoderSource,
+	rec *tracking.Recorder, log *slog.Logger) (*retrain.Runner, error) {
 	snaps, err := snapshot.OpenStore(f.snapshots)
 	if err != nil {
 		return nil, fmt.Errorf("--snapshots %s: %w", f.snapshots, err)
@@ -93,7 +95,10 @@ func retrainRunner(f *retrainFlags, store registry.Store, promote func(ctx conte
 	return retrain.New(retrain.Config{Registry: store, Promote: promote, Snapshots: snaps, Feedback: feedback, Bases: bases,
 		WorkDir: workDir, Gate: f.gate, Logger: log,
 		Open:    func(dir string) (retrain.Model, error) { return inference.Open(dir, opts) },
-		Options: trainer.Options{MaxEpochs: f.maxEpochs, Encoder: enc}})
+		Options: trainer.Options{MaxEpochs: f.maxEpochs, Encoder: enc},
+		Record: func(ctx context.Context, model, version, dir string, tags map[string]string) {
+			rec.Record(ctx, model, version, dir, tags)
+		}})
 }
 
 func retrainCommand(stdout, stderr io.Writer) *ffcli.Command {
@@ -106,6 +111,8 @@ func retrainCommand(stdout, stderr io.Writer) *ffcli.Command {
 	datasets := fs.String("datasets", "../shared/data", "training data folder (banking77/, movie-reviews/) (env TRIAGE_DATA_DIR)")
 	workDir := fs.String("work-dir", "data/work", "scratch folder for the run; holds the frozen evaluation sets")
 	feedbackTopic := fs.String("feedback-topic", "triage.feedback", `human labels to add to the base data ("" trains on the base data alone)`)
+	mlflowURI := fs.String("mlflow-uri", "", `MLflow tracking server for the run ("" keeps a local run log in --runs-dir)`)
+	runsDir := fs.String("runs-dir", "data/runs", "local run log when no --mlflow-uri")
 	return &ffcli.Command{
 		Name:       "retrain",
 		ShortUsage: "triage retrain NAME [--registry DIR] [--brokers H:P] [flags]",
@@ -145,7 +152,13 @@ func retrainCommand(stdout, stderr io.Writer) *ffcli.Command {
 				}
 				return err
 			}
-			r, err := retrainRunner(&rf, store, promote, opts, *datasets, *workDir, feedback, nil, log)
+			tr, mirror, err := tracking.Open(*mlflowURI, *runsDir, tracking.MLflowOptions{Logger: log})
+			if err != nil {
+				return fmt.Errorf("--mlflow-uri %s: %w", *mlflowURI, err)
+			}
+			rec := &tracking.Recorder{Tracker: tr, Mirror: mirror, Logger: log}
+			adm.Mirror = tracking.MirrorMoves(mirror, log)
+			r, err := retrainRunner(&rf, store, promote, opts, *datasets, *workDir, feedback, nil, rec, log)
 			if err != nil {
 				return err
 			}

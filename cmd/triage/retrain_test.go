@@ -50,7 +50,7 @@ func TestRetrainCommand(t *testing.T) {
 	datasets := filepath.Join(dir, "data")
 	common := []string{"--registry", filepath.Join(dir, "registry"), "--snapshots", filepath.Join(dir, "snapshots"),
 		"--work-dir", filepath.Join(dir, "work"), "--datasets", datasets, "--feedback-topic", "", "--updates-topic", "",
-		"--retrain-max-epochs", "3", "--json", "--log-level", "error"}
+		"--retrain-max-epochs", "3", "--runs-dir", filepath.Join(dir, "runs"), "--json", "--log-level", "error"}
 	retrainOnce := func() retrain.Result {
 		t.Helper()
 		var out, errb bytes.Buffer
@@ -79,5 +79,15 @@ func TestRetrainCommand(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), `"champion": "v1"`) || !strings.Contains(out.String(), `"passed": false`) {
 		t.Errorf("models show after a rejection:\n%s", out.String())
+	}
+	// Both runs are in the local run log (no --mlflow-uri), each with its
+	// trials as child runs.
+	out.Reset()
+	if err := run(context.Background(), []string{"runs", "list", "--model", "support", "--runs-dir", filepath.Join(dir, "runs"), "--json"},
+		&out, &bytes.Buffer{}); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(out.String(), `"triage.version"`); n != 2 {
+		t.Errorf("runs list has %d parent runs, want 2:\n%.2000s", n, out.String())
 	}
 }

@@ -29,6 +29,7 @@ import (
 	"github.com/triage-ml/triage/schemas"
 	"github.com/triage-ml/triage/serving"
 	"github.com/triage-ml/triage/snapshot"
+	"github.com/triage-ml/triage/tracking"
 	"github.com/triage-ml/triage/trainer"
 )
 
@@ -147,6 +148,7 @@ type app struct {
 
 	brokers, registryDir, updatesTopic, feedbackTopic, datasets, workDir, metricsAddr string
 	trainRequests, trainStatus, uploadsDir                                            string
+	mlflowURI, runsDir                                                                string
 	reconcile, shutdown                                                               time.Duration
 	bootstrap                                                                         bool
 	trainQueue, trainWorkers                                                          int
@@ -171,6 +173,7 @@ type app struct {
 	consumer *consumer.Consumer
 	gateway  *gateway.Server
 	manager  *lifecycle.Manager
+	recorder *tracking.Recorder
 	closers  []func()
 	// unwatchGateway stops the serving set's swaps reaching the gateway.
 	unwatchGateway func()
@@ -199,6 +202,8 @@ func (a *app) register(fs *flag.FlagSet, dev bool) {
 	fs.StringVar(&a.uploadsDir, "uploads-dir", "", "where training uploads are kept (default WORK_DIR/uploads); with trainer and gateway in separate processes, a folder both see")
 	fs.StringVar(&a.trainRequests, "train-requests-topic", "triage.train-requests", "training jobs, when the trainer runs in another process")
 	fs.StringVar(&a.trainStatus, "train-status-topic", "triage.train-status", "training job status (compacted), when the trainer runs in another process")
+	fs.StringVar(&a.mlflowURI, "mlflow-uri", "", "MLflow tracking server: training runs, trials and bundles, and the model registry mirrored (\"\" keeps a local run log in --runs-dir)")
+	fs.StringVar(&a.runsDir, "runs-dir", "data/runs", "local run log when no --mlflow-uri (triage runs list|show)")
 	fs.IntVar(&a.trainQueue, "train-queue", 4, "training jobs that may wait; more are refused with 503")
 	fs.IntVar(&a.trainWorkers, "train-workers", 0, "trainer parallelism (0 = half the CPUs)")
 	fs.BoolVar(&a.bootstrap, "bootstrap-models", dev, "trainer: give each default model (support, reviews) a champion on start, training it if needed")
@@ -287,6 +292,11 @@ func (a *app) run(ctx context.Context, dev bool) error {
 		return fmt.Errorf("--registry %s: %w", a.registryDir, err)
 	}
 	a.metrics = telemetry.NewRegistry()
+	tr, mirror, err := tracking.Open(a.mlflowURI, a.runsDir, tracking.MLflowOptions{Logger: a.log})
+	if err != nil {
+		return fmt.Errorf("--mlflow-uri %s: %w", a.mlflowURI, err)
+	}
+	a.recorder = &tracking.Recorder{Tracker: tr, Mirror: mirror, Logger: a.log}
 	a.statics = serving.NewFixed(a.opts)
 	a.closers = append(a.closers, a.statics.Close)
 	a.manager = lifecycle.New(a.log)
@@ -327,6 +337,9 @@ func (a *app) devDefaults() {
 	}
 	if !set["snapshots"] {
 		a.rf.snapshots = filepath.Join(a.dataDir, "snapshots")
+	}
+	if !set["runs-dir"] {
+		a.runsDir = filepath.Join(a.dataDir, "runs")
 	}
 }
 
@@ -459,7 +472,7 @@ func (a *app) adminFor(ctx context.Context) (serving.Admin, error) {
 		a.announce = an
 		a.closers = append(a.closers, an.Close)
 	}
-	adm := serving.Admin{Store: a.store}
+	adm := serving.Admin{Store: a.store, Mirror: tracking.MirrorMoves(a.recorder.Mirror, a.log)}
 	if a.announce != nil {
 		adm.Announce = a.announce.Announce
 	}
@@ -726,7 +739,12 @@ func (a *app) trainerRole() (lifecycle.Role, error) {
 						parent = cur.Version
 					}
 					v, err := a.store.Register(ctx, name, dir, registry.Lineage{DataPath: l.DataPath, DataSHA256: l.DataSHA256,
-						Parent: parent, Metrics: l.Metrics, HyperParams: l.HyperParams, CodeVersion: l.CodeVersion}, l.RequestedBy)
+						Parent: parent, Metrics: l.Metrics, HyperParams: l.HyperParams, CodeVersion: l.CodeVersion,
+						Trigger: "job"}, l.RequestedBy)
+					if err == nil {
+						a.recorder.Record(ctx, name, v.Version, dir, map[string]string{"trigger": "job", "job_id": l.JobID,
+							"requested_by": l.RequestedBy, "source": l.Source})
+					}
 					return v.Version, err
 				}}
 			if a.datasets != "" {
@@ -753,7 +771,7 @@ func (a *app) trainerRole() (lifecycle.Role, error) {
 				if a.feedbackTopic != "" {
 					feedback = &snapshot.FeedbackSource{Brokers: a.brokerList(), Topic: a.feedbackTopic, Logger: a.log}
 				}
-				if a.retrain, err = retrainRunner(&a.rf, a.store, promote, a.opts, a.datasets, a.workDir, feedback, enc, a.log); err != nil {
+				if a.retrain, err = retrainRunner(&a.rf, a.store, promote, a.opts, a.datasets, a.workDir, feedback, enc, a.recorder, a.log); err != nil {
 					return err
 				}
 			}
