@@ -62,6 +62,7 @@ type Gate struct {
 	ChallengerMacroF1 float64            `json:"challenger_macro_f1"`
 	Epsilon           float64            `json:"epsilon"`
 	Delta             float64            `json:"delta"`
+	MinSupport        int                `json:"min_support"`
 	RecallDeltas      map[string]float64 `json:"recall_deltas,omitempty"` // challenger - champion, per class
 	Reasons           []string           `json:"reasons,omitempty"`       // why it failed
 	EvalSet           string             `json:"eval_set,omitempty"`      // SHA-256 of the evaluation rows

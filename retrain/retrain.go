@@ -214,7 +214,8 @@ func (r *Runner) run(ctx context.Context, model, trigger, who string) (Result, e
 	log.Info("retrain: snapshot", "snapshot", snap.Manifest.ID, "rows", snap.Manifest.Rows)
 
 	// 2. The fixed evaluation set; training is what is left.
-	eval, evalSHA, err := r.evalSet(model, snap)
+	_, hasChampion := r.cfg.Registry.Resolve(ctx, model, registry.Champion)
+	eval, evalSHA, err := r.evalSet(model, snap, hasChampion == nil)
 	if err != nil {
 		return res, err
 	}
@@ -315,8 +316,10 @@ func (r *Runner) snapshot(ctx context.Context, model string, base Base) (snapsho
 
 // evalSet returns the model's frozen evaluation rows, carving them from
 // snap (stratified, seeded) on the model's first run, so every later
-// champion and challenger are compared on the same rows.
-func (r *Runner) evalSet(model string, snap snapshot.Snapshot) ([]dataset.Example, string, error) {
+// champion and challenger are compared on the same rows. When a champion
+// already serves, only rows from feedback are candidates: the champion was
+// trained on the base data, and base rows would flatter it.
+func (r *Runner) evalSet(model string, snap snapshot.Snapshot, hasChampion bool) ([]dataset.Example, string, error) {
 	path := filepath.Join(r.cfg.WorkDir, "evalsets", model+".csv")
 	if _, err := os.Stat(path); err == nil {
 		ds, err := dataset.Load(path, dataset.Options{TextColumn: "text", LabelColumn: "label"})
@@ -325,9 +328,14 @@ func (r *Runner) evalSet(model string, snap snapshot.Snapshot) ([]dataset.Exampl
 		}
 		return ds.Examples, ds.SHA256, nil
 	}
-	exs := make([]dataset.Example, len(snap.Rows))
-	for i, row := range snap.Rows {
-		exs[i] = dataset.Example{Text: row.Text, Label: row.Label}
+	var exs []dataset.Example
+	for _, row := range snap.Rows {
+		if !hasChampion || row.Origin == snapshot.OriginFeedback {
+			exs = append(exs, dataset.Example{Text: row.Text, Label: row.Label})
+		}
+	}
+	if len(exs) == 0 {
+		return nil, "", errors.New("no labels the champion has not trained on yet: send feedback before the first retraining")
 	}
 	_, eval, err := dataset.StratifiedSplit(exs, r.cfg.EvalFraction, r.cfg.Seed+1)
 	if err != nil {
@@ -344,7 +352,7 @@ func (r *Runner) evalSet(model string, snap snapshot.Snapshot) ([]dataset.Exampl
 		return nil, "", err
 	}
 	r.log.Info("retrain: evaluation set frozen", "model", model, "rows", len(eval), "snapshot", snap.Manifest.ID, "path", path)
-	return r.evalSet(model, snap)
+	return r.evalSet(model, snap, hasChampion)
 }
 
 // withoutTexts is rows minus the evaluation texts (by normalised text), as

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/peterbourgon/ff/v3/ffcli"
 
@@ -29,6 +30,7 @@ type retrainFlags struct {
 	snapshots, schedules string
 	threshold            int
 	maxEpochs            int
+	checkEvery           time.Duration
 	gate                 retrain.Gate
 }
 
@@ -36,6 +38,7 @@ func (f *retrainFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.snapshots, "snapshots", "data/snapshots", "labelled data snapshots folder (immutable, one per retraining run)")
 	fs.StringVar(&f.schedules, "retrain-schedule", "", `trainer: cron schedules, model=spec,... ("support=@weekly", "reviews=0 3 * * 1"; a leading seconds field is allowed)`)
 	fs.IntVar(&f.threshold, "retrain-threshold", 0, "trainer: retrain a default model once this many new labels arrived since its latest snapshot (0 = never)")
+	fs.DurationVar(&f.checkEvery, "retrain-check-interval", 30*time.Second, "trainer: how often new labels are counted against --retrain-threshold")
 	fs.IntVar(&f.maxEpochs, "retrain-max-epochs", 0, "epoch cap of retraining runs (0 = the trainer's default)")
 	f.gate.RegisterFlags(fs)
 }

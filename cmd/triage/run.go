@@ -785,7 +785,7 @@ func (a *app) trainerRole() (lifecycle.Role, error) {
 			g, gctx := errgroup.WithContext(ctx)
 			g.Go(func() error { return a.jobs.Run(gctx) })
 			g.Go(func() error {
-				if err := a.retrain.Run(gctx, a.policies, retrainCheckEvery); err != nil {
+				if err := a.retrain.Run(gctx, a.policies, a.rf.checkEvery); err != nil {
 					return fmt.Errorf("retraining: %w", err)
 				}
 				return nil
@@ -863,7 +863,3 @@ func (a *app) gatewayServes(name string) bool {
 	v, ok := a.gf.models.dirs[name]
 	return ok && !isBundleDir(v)
 }
-
-// retrainCheckEvery is how often the trainer counts new labels against
-// --retrain-threshold.
-const retrainCheckEvery = 30 * time.Second
