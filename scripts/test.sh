@@ -53,10 +53,10 @@ bash scripts/dvc-repro.sh
 step "go test (unit tests, and the streaming suite against the embedded kfake broker)"
 go test -count=1 -timeout 20m ./...
 
-step "streaming suite against Apache Kafka 4 (scripts/kafka-local)"
+step "streaming suite against Apache Kafka 4 (scripts/kafka-local), and the end-to-end learning loop (Apache Kafka + a real MLflow server)"
 log="$(mktemp)"
 rc=0
-go test -count=1 -timeout 20m -tags integration -run TestStreamingApacheKafka -v ./internal/streamtest/ >"$log" 2>&1 || rc=$?
+go test -count=1 -timeout 25m -tags integration -run 'TestStreamingApacheKafka|TestLearningLoopApacheKafka' -v ./internal/streamtest/ >"$log" 2>&1 || rc=$?
 grep -E '^(=== RUN|--- |    ---|PASS|FAIL|ok)|_test.go' "$log" || true
 if [ "$rc" -ne 0 ]; then tail -n 60 "$log"; exit "$rc"; fi
 

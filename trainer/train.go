@@ -351,54 +351,14 @@ func Train(ctx context.Context, opts Options) (*Result, error) {
 	trainReport := evaluate(best.model, trX, trY, labels)
 
 	prog.report(StageExporting, 0.92)
-	kind := bundle.KindLinear
-	switch {
-	case opts.uses(FeaturesEncoder) && opts.uses(FeaturesNgram):
-		kind = bundle.KindHybrid
-	case opts.uses(FeaturesEncoder):
-		kind = bundle.KindEncoder
-	}
-	g := &onnxgraph.LinearSoftmax{
-		NumFeatures: numFeatures, NumClasses: len(labels), Weights: best.model.W, Bias: best.model.B,
-		ProducerVersion: "triage " + bundle.FormatVersionString(),
-		DocString:       fmt.Sprintf("Triage %s classifier head %s %s", kind, opts.Name, opts.Version),
-		Metadata:        map[string]string{"name": opts.Name, "version": opts.Version},
-	}
-	onnxBytes, err := g.Marshal()
+	m, onnxBytes, extra, err := exportHead(opts, labels, best.model, best.params, numNgram, dim, variants[bestVariant].scale)
 	if err != nil {
-		return nil, fmt.Errorf("train: export ONNX: %w", err)
+		return nil, fmt.Errorf("train: %w", err)
 	}
-	hp := best.params
-	m := bundle.Manifest{
-		Name: opts.Name, Version: opts.Version, CreatedAt: time.Now().UTC().Truncate(time.Second),
-		Labels: labels, Featurizer: opts.Featurizer,
-		Graph: bundle.Graph{Kind: kind, Opset: onnxgraph.Opset, NumFeatures: numFeatures, NumClasses: len(labels),
-			InputIDs: onnxgraph.InputIDs, InputWeight: onnxgraph.InputWeights, Output: onnxgraph.OutputProbs},
-		HyperParams: map[string]any{"loss": hp.Loss, "learning_rate": hp.LearningRate, "l2": hp.L2, "epochs": hp.Epochs,
-			"optimizer": "adagrad", "max_epochs": opts.MaxEpochs, "patience": opts.Patience},
-		Metrics: bundle.Metrics{Validation: valReport, TrainAcc: trainReport.Accuracy, Search: trials},
-		Training: bundle.Training{DataPath: opts.DataPath, DataSHA256: ds.SHA256, TextColumn: opts.TextColumn,
-			LabelColumn: opts.LabelColumn, Rows: len(ds.Examples), TrainRows: len(train), ValRows: len(val),
-			Seed: opts.Seed, ValFraction: opts.ValFraction, GoVersion: runtime.Version()},
-	}
-	if !opts.uses(FeaturesNgram) {
-		m.Featurizer = featurizer.Config{}
-	}
-	var extra []bundle.CopyFile
-	if e := opts.Encoder; e != nil && opts.uses(FeaturesEncoder) {
-		file, err := encoderdir.VariantFile(e.Variant)
-		if err != nil {
-			return nil, err
-		}
-		em := e.Manifest
-		m.Encoder = &bundle.EncoderSpec{Source: e.Dir, Variant: cmp.Or(e.Variant, encoderdir.VariantFP32), Dim: dim,
-			MaxLength: em.MaxLength, Lowercase: em.Lowercase, StripAccents: em.StripAccents,
-			InputIDs: em.InputIDs, InputMask: em.InputMask, Output: em.Output,
-			FeatureOffset: numNgram, Scale: float32(variants[bestVariant].scale)}
-		m.HyperParams["encoder_scale"] = variants[bestVariant].scale
-		extra = []bundle.CopyFile{{Name: bundle.EncoderFile, From: filepath.Join(e.Dir, file), SHA256: em.Files[file]},
-			{Name: bundle.VocabFile, From: filepath.Join(e.Dir, encoderdir.VocabFile), SHA256: em.Files[encoderdir.VocabFile]}}
-	}
+	m.Metrics = bundle.Metrics{Validation: valReport, TrainAcc: trainReport.Accuracy, Search: trials}
+	m.Training = bundle.Training{DataPath: opts.DataPath, DataSHA256: ds.SHA256, TextColumn: opts.TextColumn,
+		LabelColumn: opts.LabelColumn, Rows: len(ds.Examples), TrainRows: len(train), ValRows: len(val),
+		Seed: opts.Seed, ValFraction: opts.ValFraction, GoVersion: runtime.Version()}
 	m.Training.Seconds = time.Since(start).Seconds()
 	if err := bundle.Write(opts.OutDir, &m, vocab, onnxBytes, extra...); err != nil {
 		return nil, err
@@ -407,6 +367,60 @@ func Train(ctx context.Context, opts Options) (*Result, error) {
 		"params", m.HyperParams, "seconds", m.Training.Seconds)
 	prog.report(StageWritten, 1)
 	return &Result{Dir: opts.OutDir, Manifest: m}, nil
+}
+
+// exportHead turns a trained head into its ONNX graph and manifest (and the
+// encoder files a bundle copies in); Train and Tune fill in Metrics and
+// Training. opts supplies the name, version, features and featuriser config.
+func exportHead(opts Options, labels []string, model *Linear, hp HyperParams, numNgram, dim int, scale float64) (bundle.Manifest, []byte, []bundle.CopyFile, error) {
+	numFeatures := numNgram
+	if opts.uses(FeaturesEncoder) {
+		numFeatures += dim
+	}
+	kind := bundle.KindLinear
+	switch {
+	case opts.uses(FeaturesEncoder) && opts.uses(FeaturesNgram):
+		kind = bundle.KindHybrid
+	case opts.uses(FeaturesEncoder):
+		kind = bundle.KindEncoder
+	}
+	g := &onnxgraph.LinearSoftmax{
+		NumFeatures: numFeatures, NumClasses: len(labels), Weights: model.W, Bias: model.B,
+		ProducerVersion: "triage " + bundle.FormatVersionString(),
+		DocString:       fmt.Sprintf("Triage %s classifier head %s %s", kind, opts.Name, opts.Version),
+		Metadata:        map[string]string{"name": opts.Name, "version": opts.Version},
+	}
+	onnxBytes, err := g.Marshal()
+	if err != nil {
+		return bundle.Manifest{}, nil, nil, fmt.Errorf("export ONNX: %w", err)
+	}
+	m := bundle.Manifest{
+		Name: opts.Name, Version: opts.Version, CreatedAt: time.Now().UTC().Truncate(time.Second),
+		Labels: labels, Featurizer: opts.Featurizer,
+		Graph: bundle.Graph{Kind: kind, Opset: onnxgraph.Opset, NumFeatures: numFeatures, NumClasses: len(labels),
+			InputIDs: onnxgraph.InputIDs, InputWeight: onnxgraph.InputWeights, Output: onnxgraph.OutputProbs},
+		HyperParams: map[string]any{"loss": hp.Loss, "learning_rate": hp.LearningRate, "l2": hp.L2, "epochs": hp.Epochs,
+			"optimizer": "adagrad", "max_epochs": opts.MaxEpochs, "patience": opts.Patience},
+	}
+	if !opts.uses(FeaturesNgram) {
+		m.Featurizer = featurizer.Config{}
+	}
+	var extra []bundle.CopyFile
+	if e := opts.Encoder; e != nil && opts.uses(FeaturesEncoder) {
+		file, err := encoderdir.VariantFile(e.Variant)
+		if err != nil {
+			return bundle.Manifest{}, nil, nil, err
+		}
+		em := e.Manifest
+		m.Encoder = &bundle.EncoderSpec{Source: e.Dir, Variant: cmp.Or(e.Variant, encoderdir.VariantFP32), Dim: dim,
+			MaxLength: em.MaxLength, Lowercase: em.Lowercase, StripAccents: em.StripAccents,
+			InputIDs: em.InputIDs, InputMask: em.InputMask, Output: em.Output,
+			FeatureOffset: numNgram, Scale: float32(scale)}
+		m.HyperParams["encoder_scale"] = scale
+		extra = []bundle.CopyFile{{Name: bundle.EncoderFile, From: filepath.Join(e.Dir, file), SHA256: em.Files[file]},
+			{Name: bundle.VocabFile, From: filepath.Join(e.Dir, encoderdir.VocabFile), SHA256: em.Files[encoderdir.VocabFile]}}
+	}
+	return m, onnxBytes, extra, nil
 }
 
 func texts(exs []dataset.Example) []string {

@@ -137,6 +137,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			"Every flag can also be set through TRIAGE_<FLAG_NAME> or a YAML file given with --config.",
 		Subcommands: []*ffcli.Command{
 			trainCommand(stdout, stderr),
+			tuneCommand(stdout, stderr),
 			encoderCommand(os.Stdin, stdout, stderr),
 			evalCommand(stdout, stderr),
 			predictCommand(stdout, stderr),
