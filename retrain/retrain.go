@@ -59,7 +59,11 @@ type Config struct {
 	// Feedback, when set, is where human labels are read from; nil trains
 	// on the base data alone.
 	Feedback *snapshot.FeedbackSource
-	Bases    map[string]Base
+	// DeadLetterTopic, when set with Feedback, receives the feedback
+	// records a run refused (invalid, empty, oversized, unknown model), once:
+	// those read since the model's previous snapshot.
+	DeadLetterTopic string
+	Bases           map[string]Base
 	// WorkDir holds bundles while they train, the per-model run locks and
 	// the frozen evaluation sets (WORK/evalsets/MODEL.csv).
 	WorkDir string
@@ -306,6 +310,7 @@ func (r *Runner) snapshot(ctx context.Context, model string, base Base) (snapsho
 		}
 		labels = fb.For(model)
 		src.Feedback = &snapshot.FeedbackOffsets{Topic: fb.Topic, Offsets: fb.Offsets}
+		r.deadLetter(ctx, model, fb)
 	}
 	m, err := r.cfg.Snapshots.Write(model, snapshot.Build(ds.Examples, labels), src)
 	if err != nil {
@@ -424,4 +429,27 @@ func writeCSV(path string, exs []dataset.Example) error {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return f.Close()
+}
+
+// deadLetter publishes the feedback records refused since the model's
+// previous snapshot: never trained on, never silently dropped. A failure is
+// logged; the run goes on (the next run publishes them again).
+func (r *Runner) deadLetter(ctx context.Context, model string, fb snapshot.Feedback) {
+	if r.cfg.DeadLetterTopic == "" {
+		return
+	}
+	since := map[int32]int64{}
+	if prev, err := r.cfg.Snapshots.Latest(model); err == nil && prev.Manifest.Feedback != nil {
+		since = prev.Manifest.Feedback.Offsets
+	}
+	rejects := fb.RejectsSince(since)
+	if len(rejects) == 0 {
+		return
+	}
+	n, err := snapshot.PublishRejects(ctx, r.cfg.Feedback.Brokers, r.cfg.DeadLetterTopic, rejects, r.cfg.Feedback.ClientOpts...)
+	if err != nil {
+		r.log.Warn("retrain: dead-letter refused feedback", "model", model, "rejects", len(rejects), "err", err)
+		return
+	}
+	r.log.Info("retrain: refused feedback dead-lettered", "model", model, "records", n, "topic", r.cfg.DeadLetterTopic)
 }

@@ -2,6 +2,7 @@ package retrain
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -16,8 +17,11 @@ import (
 	"github.com/triage-ml/triage/inference"
 	"github.com/triage-ml/triage/internal/scoring"
 	"github.com/triage-ml/triage/registry"
+	"github.com/triage-ml/triage/schemas"
 	"github.com/triage-ml/triage/snapshot"
 	"github.com/triage-ml/triage/trainer"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 var words = map[string][]string{
@@ -237,5 +241,62 @@ func TestPolicyValidate(t *testing.T) {
 		if err := p.Validate(); err != nil {
 			t.Errorf("%+v refused: %v", p, err)
 		}
+	}
+}
+
+// Feedback a run refuses (invalid JSON, empty text) goes to the dead-letter
+// topic with its reason and never into the snapshot; valid labels do.
+func TestRetrainDeadLettersRefusedFeedback(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "fb", "dlq"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.DefaultProduceTopic("fb"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, r := range []*kgo.Record{
+		{Key: []byte("ok-1"), Value: []byte(`{"id":"ok-1","text":"where is my parcel courier","label":"shipping","model":"support"}`)},
+		{Key: []byte("bad-1"), Value: []byte(`not json`)},
+		{Key: []byte("bad-2"), Value: []byte(`{"id":"bad-2","text":"   ","label":"billing","model":"support"}`)},
+	} {
+		if err := cl.ProduceSync(ctx, r).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e := newEnv(t, nil)
+	e.runner.cfg.Feedback = &snapshot.FeedbackSource{Brokers: c.ListenAddrs(), Topic: "fb"}
+	e.runner.cfg.DeadLetterTopic = "dlq"
+	res, err := e.runner.Retrain(ctx, "support", TriggerManual, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, err := e.runner.cfg.Snapshots.Get("support", res.Snapshot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := snap.Manifest.OriginCounts[snapshot.OriginFeedback]; n != 1 {
+		t.Errorf("snapshot holds %d feedback rows, want the 1 valid one", n)
+	}
+	rd, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.ConsumeTopics("dlq"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	reasons := map[string]string{}
+	for len(reasons) < 2 && ctx.Err() == nil {
+		rd.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
+			var d schemas.DeadLetter
+			if json.Unmarshal(r.Value, &d) == nil {
+				reasons[string(r.Key)] = d.Reason.Code
+			}
+		})
+	}
+	if reasons["bad-1"] != schemas.ReasonInvalidJSON || reasons["bad-2"] != schemas.ReasonEmptyText {
+		t.Errorf("dead letters %v, want bad-1 invalid_json and bad-2 empty_text", reasons)
 	}
 }

@@ -86,7 +86,7 @@ func defaultModelNames() string {
 // training files under datasets.
 func retrainRunner(f *retrainFlags, store registry.Store, promote func(ctx context.Context, name, version, who, why string) error,
 	opts inference.ModelOptions, datasets, workDir string, feedback *snapshot.FeedbackSource, enc *trainer.EncoderSource,
-	rec *tracking.Recorder, log *slog.Logger) (*retrain.Runner, error) {
+	rec *tracking.Recorder, deadLetters string, log *slog.Logger) (*retrain.Runner, error) {
 	snaps, err := snapshot.OpenStore(f.snapshots)
 	if err != nil {
 		return nil, fmt.Errorf("--snapshots %s: %w", f.snapshots, err)
@@ -96,7 +96,8 @@ func retrainRunner(f *retrainFlags, store registry.Store, promote func(ctx conte
 		bases[dm.Name] = retrain.Base{Path: filepath.Join(datasets, dm.File), TextColumn: dm.TextColumn, LabelColumn: dm.LabelColumn}
 	}
 	return retrain.New(retrain.Config{Registry: store, Promote: promote, Snapshots: snaps, Feedback: feedback, Bases: bases,
-		WorkDir: workDir, Gate: f.gate, Logger: log,
+		DeadLetterTopic: deadLetters,
+		WorkDir:         workDir, Gate: f.gate, Logger: log,
 		Open:    func(dir string) (retrain.Model, error) { return inference.Open(dir, opts) },
 		Options: trainer.Options{MaxEpochs: f.maxEpochs, Encoder: enc},
 		Record: func(ctx context.Context, model, version, dir string, tags map[string]string) {
@@ -114,6 +115,7 @@ func retrainCommand(stdout, stderr io.Writer) *ffcli.Command {
 	datasets := fs.String("datasets", "../shared/data", "training data folder (banking77/, movie-reviews/) (env TRIAGE_DATA_DIR)")
 	workDir := fs.String("work-dir", "data/work", "scratch folder for the run; holds the frozen evaluation sets")
 	feedbackTopic := fs.String("feedback-topic", "triage.feedback", `human labels to add to the base data ("" trains on the base data alone)`)
+	deadLetters := fs.String("dead-letter-topic", "triage.dead-letters", `where refused feedback records go, with the reason ("" keeps them out of the snapshot only)`)
 	mlflowURI := fs.String("mlflow-uri", "", `MLflow tracking server for the run ("" keeps a local run log in --runs-dir)`)
 	runsDir := fs.String("runs-dir", "data/runs", "local run log when no --mlflow-uri")
 	return &ffcli.Command{
@@ -161,7 +163,7 @@ func retrainCommand(stdout, stderr io.Writer) *ffcli.Command {
 			}
 			rec := &tracking.Recorder{Tracker: tr, Mirror: mirror, Logger: log}
 			adm.Mirror = tracking.MirrorMoves(mirror, log)
-			r, err := retrainRunner(&rf, store, promote, opts, *datasets, *workDir, feedback, nil, rec, log)
+			r, err := retrainRunner(&rf, store, promote, opts, *datasets, *workDir, feedback, nil, rec, *deadLetters, log)
 			if err != nil {
 				return err
 			}

@@ -771,7 +771,7 @@ func (a *app) trainerRole() (lifecycle.Role, error) {
 				if a.feedbackTopic != "" {
 					feedback = &snapshot.FeedbackSource{Brokers: a.brokerList(), Topic: a.feedbackTopic, Logger: a.log}
 				}
-				if a.retrain, err = retrainRunner(&a.rf, a.store, promote, a.opts, a.datasets, a.workDir, feedback, enc, a.recorder, a.log); err != nil {
+				if a.retrain, err = retrainRunner(&a.rf, a.store, promote, a.opts, a.datasets, a.workDir, feedback, enc, a.recorder, a.cf.DeadLetterTopic, a.log); err != nil {
 					return err
 				}
 			}
