@@ -750,7 +750,7 @@ func TestCLIExitCodes(t *testing.T) {
 	}{
 		{[]string{"bogus"}, []string{`unknown command "bogus"`}},
 		{[]string{"consumr"}, []string{`unknown command "consumr"`, `did you mean "consumer"`}},
-		{[]string{"models", "bogus"}, []string{`triage models: unknown command "bogus"`}},
+		{[]string{"models", "bogus"}, []string{`triage: models: unknown command "bogus"`}},
 		{[]string{"models", "promot", "support", "v1"}, []string{`did you mean "promote"`}},
 		{[]string{"predict", "--modle", model, "x"}, []string{"unknown flag --modle", `did you mean "model"`}},
 		{[]string{"run", "--bogus-flag"}, []string{"unknown flag --bogus-flag"}},

@@ -193,7 +193,7 @@ func TestDataErrors(t *testing.T) {
 	dir := t.TempDir()
 	data := writeFile(t, dir, "base.csv", "text,label\nhello,greeting\n")
 	store := dir + "/snapshots"
-	wantErr(t, []string{`triage data: unknown command "snapshots"`, `did you mean "snapshot"`}, "data", "snapshots")
+	wantErr(t, []string{`data: unknown command "snapshots"`, `did you mean "snapshot"`}, "data", "snapshots")
 	wantErr(t, []string{"--model is required"}, "data", "list", "--store", store)
 	wantErr(t, []string{"usage: triage data diff"}, "data", "diff", "--model", "support", "--store", store, "abc")
 	// An unreachable broker fails, naming it, within --timeout.

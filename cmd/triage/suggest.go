@@ -58,7 +58,12 @@ func groupExec(cmd **ffcli.Command, path string) func(context.Context, []string)
 		for _, sc := range (*cmd).Subcommands {
 			names = append(names, sc.Name)
 		}
-		return fmt.Errorf("%s: unknown command %q%s; commands: %s", path, args[0], suggest(args[0], names), strings.Join(names, ", "))
+		// main prefixes every error with "triage: ", so name only what is below it.
+		where := strings.TrimPrefix(strings.TrimPrefix(path, "triage"), " ")
+		if where != "" {
+			where += ": "
+		}
+		return fmt.Errorf("%sunknown command %q%s; commands: %s", where, args[0], suggest(args[0], names), strings.Join(names, ", "))
 	}
 }
 
@@ -86,5 +91,9 @@ func explainFlagError(root *ffcli.Command, args []string, err error) error {
 	if cmd.FlagSet != nil {
 		cmd.FlagSet.VisitAll(func(f *flag.Flag) { names = append(names, f.Name) })
 	}
-	return fmt.Errorf("%s: unknown flag --%s%s (see `%s --help`)", path, name, suggest(name, names), path)
+	where := strings.TrimPrefix(strings.TrimPrefix(path, "triage"), " ")
+	if where != "" {
+		where += ": "
+	}
+	return fmt.Errorf("%sunknown flag --%s%s (see `%s --help`)", where, name, suggest(name, names), path)
 }
