@@ -89,13 +89,17 @@ func (c *Consumer) handle(ctx context.Context, s session, recs []*kgo.Record) er
 	}
 	now := time.Now()
 	for i := range items {
-		out, err := c.output(&items[i], now)
+		var p schemas.Prediction
+		if items[i].reason == "" {
+			p = prediction(&items[i], now)
+		}
+		out, err := c.output(&items[i], p, now)
 		if err != nil { // encoding our own types cannot fail; treat as a bug, not data
 			return &fatalError{err}
 		}
 		s.produce(ctx, out, promise)
 		if items[i].reason == "" {
-			rv, err := c.review.record(&items[i], prediction(&items[i], now), now)
+			rv, err := c.review.record(&items[i], p, now)
 			if err != nil {
 				return &fatalError{err}
 			}

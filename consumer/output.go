@@ -21,12 +21,13 @@ const (
 	maxDeadLetterValue = 512 << 10 // base64 grows it by 4/3: stays under the default 1 MB record limit
 )
 
-// output builds the one record an input item yields.
-func (c *Consumer) output(it *item, now time.Time) (*kgo.Record, error) {
+// output builds the one record an input item yields; p is the item's
+// prediction (unused for a dead letter).
+func (c *Consumer) output(it *item, p schemas.Prediction, now time.Time) (*kgo.Record, error) {
 	if it.reason != "" {
 		return c.deadLetter(it, now)
 	}
-	v, err := json.Marshal(prediction(it, now))
+	v, err := json.Marshal(p)
 	if err != nil {
 		return nil, fmt.Errorf("encode prediction: %w", err)
 	}

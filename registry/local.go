@@ -17,8 +17,9 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
+
+	"github.com/triage-ml/triage/internal/filelock"
 
 	"github.com/triage-ml/triage/bundle"
 )
@@ -177,14 +178,14 @@ func (s *Local) register(ctx context.Context, name, src string, l Lineage, who s
 	if err := os.Chmod(tmp, 0o755); err != nil {
 		return Version{}, err
 	}
-	if err := syncDir(tmp); err != nil {
+	if err := filelock.SyncDir(tmp); err != nil {
 		return Version{}, err
 	}
 	v.Dir = filepath.Join(dir, id)
 	if err := os.Rename(tmp, v.Dir); err != nil {
 		return Version{}, err
 	}
-	if err := syncDir(dir); err != nil {
+	if err := filelock.SyncDir(dir); err != nil {
 		return Version{}, err
 	}
 	return v, nil
@@ -592,40 +593,15 @@ func (s *Local) lock(ctx context.Context, name string) (unlock func(), err error
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	f, err := flock(ctx, filepath.Join(s.modelDir(name), lockFile))
+	release, err := filelock.Lock(ctx, filepath.Join(s.modelDir(name), lockFile))
 	if err != nil {
 		<-sem
 		return nil, err
 	}
 	return func() {
-		f.Close() // releases the flock
+		release()
 		<-sem
 	}, nil
-}
-
-// flock takes an exclusive flock on path. It polls rather than blocks so a
-// cancelled ctx is honoured while another process holds the lock.
-func flock(ctx context.Context, path string) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	for {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
-			return f, nil
-		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {
-			f.Close()
-			return nil, fmt.Errorf("lock %s: %w", path, err)
-		}
-		select {
-		case <-ctx.Done():
-			f.Close()
-			return nil, ctx.Err()
-		case <-time.After(2 * time.Millisecond):
-		}
-	}
 }
 
 // aliases replays moves into alias -> version.
@@ -784,7 +760,7 @@ func writeAtomic(path string, v any) error {
 	if err := os.Rename(f.Name(), path); err != nil {
 		return err
 	}
-	return syncDir(filepath.Dir(path))
+	return filelock.SyncDir(filepath.Dir(path))
 }
 
 // writeTo writes v as indented JSON to f, fsyncs and closes it.
@@ -801,15 +777,6 @@ func writeTo(f *os.File, v any) error {
 		return err
 	}
 	return f.Close()
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // withHistory runs fn with the model's lock held and its history read: the

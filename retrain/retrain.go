@@ -17,8 +17,9 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
-	"syscall"
 	"time"
+
+	"github.com/triage-ml/triage/internal/filelock"
 
 	"github.com/triage-ml/triage/inference"
 	"github.com/triage-ml/triage/internal/dataset"
@@ -184,19 +185,16 @@ func (r *Runner) lock(model string) (func(), error) {
 		release()
 		return nil, fmt.Errorf("retrain %s: %w", model, err)
 	}
-	f, err := os.OpenFile(filepath.Join(r.cfg.WorkDir, model+".retrain.lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	unlock, err := filelock.TryLock(filepath.Join(r.cfg.WorkDir, model+".retrain.lock"))
+	if errors.Is(err, filelock.ErrLocked) {
+		err = ErrRunning
+	}
 	if err != nil {
 		release()
 		return nil, fmt.Errorf("retrain %s: %w", model, err)
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		f.Close()
-		release()
-		return nil, fmt.Errorf("retrain %s: %w", model, ErrRunning)
-	}
 	return func() {
-		syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
-		f.Close()
+		unlock()
 		release()
 	}, nil
 }

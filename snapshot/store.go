@@ -2,6 +2,7 @@ package snapshot
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/csv"
 	"encoding/hex"
@@ -15,8 +16,9 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/triage-ml/triage/internal/filelock"
 )
 
 // Files inside ROOT/MODEL.
@@ -141,7 +143,7 @@ func (s *Store) write(model string, rows Rows, src Source) (Manifest, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return Manifest{}, err
 	}
-	unlock, err := flock(filepath.Join(dir, lockFile))
+	unlock, err := filelock.Lock(context.Background(), filepath.Join(dir, lockFile))
 	if err != nil {
 		return Manifest{}, err
 	}
@@ -188,7 +190,7 @@ func (s *Store) write(model string, rows Rows, src Source) (Manifest, error) {
 	if err := os.Rename(tmp, filepath.Join(dir, id)); err != nil {
 		return Manifest{}, err
 	}
-	if err := syncDir(dir); err != nil {
+	if err := filelock.SyncDir(dir); err != nil {
 		return Manifest{}, err
 	}
 	return m, s.setLatest(model, id)
@@ -449,28 +451,4 @@ func writeFile(path string, data []byte, perm os.FileMode) error {
 		return err
 	}
 	return f.Close()
-}
-
-// syncDir makes a rename in dir durable.
-func syncDir(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return f.Sync()
-}
-
-// flock takes an exclusive lock on path; writers hold it for milliseconds,
-// so it blocks rather than polls.
-func flock(path string) (unlock func(), err error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("lock %s: %w", path, err)
-	}
-	return func() { f.Close() }, nil
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -11,7 +10,6 @@ import (
 	"maps"
 	"slices"
 	"strings"
-	"text/tabwriter"
 	"time"
 	"unicode/utf8"
 
@@ -55,14 +53,7 @@ func (f *dataFlags) registerSnapshot(fs *flag.FlagSet) {
 }
 
 func (f *dataFlags) print(w io.Writer, v any, text func(io.Writer)) error {
-	if f.asJSON {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(v)
-	}
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	text(tw)
-	return tw.Flush()
+	return printResult(w, f.asJSON, v, text)
 }
 
 func dataCommand(stdout, stderr io.Writer) *ffcli.Command {

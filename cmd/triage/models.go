@@ -81,14 +81,7 @@ func (f *modelsFlags) open() (*registry.Local, serving.Admin, func(), error) {
 }
 
 func (f *modelsFlags) print(w io.Writer, v any, text func(io.Writer)) error {
-	if f.asJSON {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(v)
-	}
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	text(tw)
-	return tw.Flush()
+	return printResult(w, f.asJSON, v, text)
 }
 
 func modelsCommand(stdout, stderr io.Writer) *ffcli.Command {
@@ -336,4 +329,17 @@ func interspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 		args = fs.Args()[1:]
 	}
 	return pos, nil
+}
+
+// printResult writes v as indented JSON, or text's table aligned in
+// columns: the two output forms of every registry, data and runs command.
+func printResult(w io.Writer, asJSON bool, v any, text func(io.Writer)) error {
+	if asJSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	text(tw)
+	return tw.Flush()
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -12,7 +11,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/peterbourgon/ff/v3/ffcli"
@@ -52,14 +50,7 @@ func (f *runsFlags) reader() (tracking.Reader, string, error) {
 }
 
 func (f *runsFlags) print(w io.Writer, v any, text func(io.Writer)) error {
-	if f.asJSON {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(v)
-	}
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	text(tw)
-	return tw.Flush()
+	return printResult(w, f.asJSON, v, text)
 }
 
 func runsCommand(stdout, stderr io.Writer) *ffcli.Command {

@@ -92,19 +92,12 @@ func trainCommand(stdout, stderr io.Writer) *ffcli.Command {
 			if opts.EncoderScales, err = parseFloats("--encoder-scales", *scales); err != nil {
 				return err
 			}
-			if ef.dir != "" {
-				rt.sessions, rt.topK = 1, 1
-				mo, err := rt.options()
-				if err != nil {
-					return err
-				}
-				src, closeEnc, err := ef.open(mo)
-				if err != nil {
-					return err
-				}
-				defer closeEnc()
-				opts.Encoder = src
+			src, closeEnc, err := ef.openForTraining(&rt)
+			if err != nil {
+				return err
 			}
+			defer closeEnc()
+			opts.Encoder = src
 			res, err := trainer.Train(ctx, opts)
 			if err != nil {
 				return err
@@ -151,4 +144,18 @@ func parseFloats(flagName, s string) ([]float64, error) {
 		out = append(out, f)
 	}
 	return out, nil
+}
+
+// openForTraining opens the --encoder for a training run (nil without one):
+// one session and no top-k, since training only embeds texts.
+func (f *encoderFlags) openForTraining(rt *runtimeFlags) (*trainer.EncoderSource, func(), error) {
+	if f.dir == "" {
+		return nil, func() {}, nil
+	}
+	rt.sessions, rt.topK = 1, 1
+	mo, err := rt.options()
+	if err != nil {
+		return nil, nil, err
+	}
+	return f.open(mo)
 }

@@ -55,19 +55,12 @@ func tuneCommand(stdout, stderr io.Writer) *ffcli.Command {
 			}
 			opts.Logger = log
 			opts.Features = splitList(*features)
-			if ef.dir != "" {
-				rt.sessions, rt.topK = 1, 1
-				mo, err := rt.options()
-				if err != nil {
-					return err
-				}
-				src, closeEnc, err := ef.open(mo)
-				if err != nil {
-					return err
-				}
-				defer closeEnc()
-				opts.Encoder = src
+			src, closeEnc, err := ef.openForTraining(&rt)
+			if err != nil {
+				return err
 			}
+			defer closeEnc()
+			opts.Encoder = src
 			res, err := trainer.Tune(ctx, opts)
 			if err != nil {
 				return err
