@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/triage-ml/triage/drift"
 	"github.com/triage-ml/triage/featurizer"
 	"github.com/triage-ml/triage/internal/scoring"
 )
@@ -49,6 +50,11 @@ type Manifest struct {
 	HyperParams map[string]any `json:"hyper_params"`
 	Metrics     Metrics        `json:"metrics"`
 	Training    Training       `json:"training"`
+	// Monitoring is the drift monitor's reference, measured on the
+	// validation split at training time: label shares, the calibration
+	// temperature and each statistic's alarm threshold. Bundles from
+	// before it have none and are watched without alarms.
+	Monitoring *drift.Reference `json:"monitoring,omitempty"`
 	// Files maps each bundle file to its SHA-256, checked on load so a
 	// half-copied or tampered bundle is refused rather than served.
 	Files map[string]string `json:"files"`
@@ -86,6 +92,9 @@ type EncoderSpec struct {
 	Output        string  `json:"output"`
 	FeatureOffset int     `json:"feature_offset"` // head feature id of embedding dimension 0
 	Scale         float32 `json:"scale"`          // embedding values are multiplied by this before the head
+	// Centroid is the mean training embedding: the monitor's embedding
+	// shift is each served text's cosine distance to it.
+	Centroid []float32 `json:"centroid,omitempty"`
 }
 
 // Graph describes the ONNX model's interface.

@@ -15,6 +15,7 @@ import (
 	"maps"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -445,6 +446,15 @@ func (c *Consumer) collect(ctx context.Context, s session) (recs []*kgo.Record, 
 			}
 			c.metrics.pollErrors.Inc()
 			c.log.Warn("fetch error", "topic", t, "partition", p, "err", err)
+		})
+		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
+			if n := len(p.Records); n > 0 {
+				end := p.HighWatermark
+				if p.LastStableOffset >= 0 && p.LastStableOffset < end {
+					end = p.LastStableOffset
+				}
+				c.metrics.lag.WithLabelValues(p.Topic, strconv.Itoa(int(p.Partition))).Set(float64(max(0, end-p.Records[n-1].Offset-1)))
+			}
 		})
 		got := fetches.Records()
 		recs = append(recs, got...)

@@ -140,6 +140,10 @@ func (c *Consumer) handle(ctx context.Context, s session, recs []*kgo.Record) er
 		if it.reason != "" {
 			c.metrics.records.WithLabelValues(it.rec.Topic, "dead_letter").Inc()
 			c.metrics.deadLetters.WithLabelValues(it.reason).Inc()
+			// One line per dead letter, in the shape the logs dashboard
+			// counts by reason; the record itself is on the dead-letter topic.
+			c.log.Warn("dead letter", "event.action", "dead-letter", "event.reason", it.reason, "topic", it.rec.Topic,
+				"partition", it.rec.Partition, "offset", it.rec.Offset)
 			continue
 		}
 		c.metrics.records.WithLabelValues(it.rec.Topic, "predicted").Inc()

@@ -17,6 +17,10 @@ type metrics struct {
 	// reviewOffered counts uncertain predictions produced to the review
 	// queue (a batch aborted after producing them offers them again).
 	reviewOffered prometheus.Counter
+	// lag is records behind the end of each partition as of its last fetch
+	// (the high watermark, or the last stable offset under read_committed);
+	// what KEDA and the lag alert watch.
+	lag *prometheus.GaugeVec // topic, partition
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -54,9 +58,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		reviewOffered: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "triage_consumer_review_offered_total", Help: "Uncertain predictions produced to the review queue for human labelling.",
 		}),
+		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "triage_consumer_lag_records", Help: "Records behind the end of each assigned partition, as of its last fetch.",
+		}, []string{"topic", "partition"}),
 	}
 	for _, c := range []prometheus.Collector{m.records, m.deadLetters, m.truncated, m.batchRecords, m.inference,
-		m.latency, m.transactions, m.pollErrors, m.inflight, m.reviewOffered} {
+		m.latency, m.transactions, m.pollErrors, m.inflight, m.reviewOffered, m.lag} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

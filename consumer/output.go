@@ -3,10 +3,12 @@ package consumer
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/triage-ml/triage/inference"
 	"github.com/triage-ml/triage/schemas"
 )
 
@@ -63,8 +65,27 @@ func prediction(it *item, now time.Time) schemas.Prediction {
 		ClassifiedAt: now.UTC(),
 		LatencyMS:    latency,
 		Truncated:    p.Truncated,
+		Signals:      signals(p.Signals),
 	}
 }
+
+// signals is the record form of a prediction's monitoring signals; nil
+// for predictors that measure none (Calibrated is then zero).
+func signals(s inference.Signals) *schemas.Signals {
+	if s.Calibrated <= 0 {
+		return nil
+	}
+	out := &schemas.Signals{Calibrated: round5(s.Calibrated), Margin: round5(s.Margin), Tokens: s.Tokens, OOVRate: round5(s.OOVRate)}
+	if d := float64(s.EmbedDist); !math.IsNaN(d) {
+		d = max(0, round5(s.EmbedDist))
+		out.EmbedDist = &d
+	}
+	return out
+}
+
+// round5 keeps five decimals: float32 noise would otherwise fill the
+// record with digits no statistic uses.
+func round5(x float32) float64 { return math.Round(float64(x)*1e5) / 1e5 }
 
 // deadLetter keeps the original bytes and headers with the reason and the
 // source coordinates, so the input can be inspected and replayed.

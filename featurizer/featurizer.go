@@ -313,6 +313,19 @@ type Vector struct {
 	IDs       []int64
 	Weights   []float32
 	Truncated bool // text exceeded MaxRunes and was cut
+	// Terms counts the distinct n-grams the text produced and Unseen those
+	// of them outside the vocabulary: the monitor's out-of-vocabulary rate,
+	// a cheap sign that traffic has moved away from the training text.
+	Terms, Unseen int
+}
+
+// OOVRate is the share of the text's distinct n-grams unseen in training
+// (0 for a text with none).
+func (v Vector) OOVRate() float64 {
+	if v.Terms == 0 {
+		return 0
+	}
+	return float64(v.Unseen) / float64(v.Terms)
 }
 
 // AppendDense returns new vectors: each of vs followed by its
@@ -331,7 +344,7 @@ func AppendDense(vs []Vector, emb []float32, dim, offset int, scale float32) []V
 			ids[n+j] = int64(offset + j)
 			ws[n+j] = scale * emb[i*dim+j]
 		}
-		out[i] = Vector{IDs: ids, Weights: ws, Truncated: v.Truncated}
+		out[i] = Vector{IDs: ids, Weights: ws, Truncated: v.Truncated, Terms: v.Terms, Unseen: v.Unseen}
 	}
 	return out
 }
@@ -372,7 +385,7 @@ func (f *Featurizer) Transform(text string) Vector {
 	s := scratchPool.Get().(*scratch)
 	defer scratchPool.Put(s)
 	truncated := f.ext.extract(text, s)
-	v := Vector{Truncated: truncated, IDs: make([]int64, 0, len(s.terms)), Weights: make([]float32, 0, len(s.terms))}
+	v := Vector{Truncated: truncated, IDs: make([]int64, 0, len(s.terms)), Weights: make([]float32, 0, len(s.terms)), Terms: len(s.terms)}
 	counts := s.hashes[:0] // reuse: raw counts of the kept terms, aligned with v.IDs
 	for _, t := range s.terms {
 		if id := f.vocab.index.get(t.bucket); id != 0 {
@@ -380,6 +393,7 @@ func (f *Featurizer) Transform(text string) Vector {
 			counts = append(counts, uint32(t.count))
 		}
 	}
+	v.Unseen = v.Terms - len(v.IDs)
 	// Word and character groups are L2-normalised separately (like a union
 	// of two TF-IDF vectorisers): character grams outnumber words ~10:1 and
 	// would otherwise drown them. The whole vector then has unit norm.

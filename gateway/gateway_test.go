@@ -197,6 +197,7 @@ func authCases() []authCase {
 		{"POST", "/v1/feedback", ScopeFeedback, `{"id":"1","text":"t","label":"billing"}`},
 		{"GET", "/metrics", ScopeAdmin, ""},
 		{"GET", "/v1/review", ScopeFeedback, ""},
+		{"GET", "/v1/drift", ScopePredict, ""},
 		{"POST", "/v1/models/support/promote", ScopeAdmin, `{"version":"v1"}`},
 		{"POST", "/v1/models/support/rollback", ScopeAdmin, ""},
 	}
@@ -207,6 +208,7 @@ func TestAuthMatrix(t *testing.T) {
 		withJobs(t, c)
 		c.Registry = &fakeModelRegistry{champion: "v1"}
 		c.Review = review.New(0, nil)
+		c.Drift = fakeDrift{}
 		c.DataRoot = t.TempDir()
 		c.Feedback = func(context.Context, FeedbackRecord) error { return nil }
 	})

@@ -225,6 +225,16 @@ func operations(g *schemaGen) []operation {
 				{"name": "limit", "in": "query", "required": false, "description": "most items (1..200, default 20)", "schema": obj{"type": "integer", "minimum": 1, "maximum": 200}},
 			},
 			status: "200", response: ok("the items", g.ref(ReviewList{})), errors: withAuth(400, 503)},
+		{method: "get", path: "/v1/drift", id: "drift", summary: "Drift monitoring windows per model and input topic", tags: []string{"monitoring"}, scope: ScopePredict,
+			desc: "The monitor role's state: for each model and input topic, the reported windows (label PSI and Jensen-Shannon against the " +
+				"validation split, calibrated confidence, accuracy estimated without labels (ATC) and, where human labels exist, the true accuracy, " +
+				"input length and out-of-vocabulary rate, embedding shift), the alerts each raised, the window being filled, and how the " +
+				"thresholds were set. 503 when no monitor runs in this process.",
+			params: []obj{
+				{"name": "model", "in": "query", "required": false, "description": "only this model", "schema": obj{"type": "string"}},
+				{"name": "limit", "in": "query", "required": false, "description": "most recent windows per stream (1..1000, default 100)", "schema": obj{"type": "integer", "minimum": 1, "maximum": 1000}},
+			},
+			status: "200", response: ok("the monitor's state", g.ref(DriftReport{})), errors: withAuth(400, 503)},
 		{method: "post", path: "/v1/feedback", id: "feedback", summary: "Submit a human label", tags: []string{"feedback"}, scope: ScopeFeedback,
 			desc: "Validated (`model`, when given, must be loaded; a label it does not know yet is accepted: the next retraining adds the class) and handed to the feedback sink " +
 				"(Kafka). 503 when this gateway has no feedback sink.",
@@ -297,6 +307,7 @@ func openAPIDocument() obj {
 			obj{"name": "models", "description": "the serving set"},
 			obj{"name": "train", "description": "training jobs"},
 			obj{"name": "feedback", "description": "human labels"},
+			obj{"name": "monitoring", "description": "drift statistics of the models on the stream"},
 			obj{"name": "meta", "description": "health, readiness, metrics, this document, the UI"},
 		},
 		"paths": paths,

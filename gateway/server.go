@@ -124,6 +124,8 @@ type Config struct {
 	// Review, when set, serves GET /v1/review; a label sent through POST
 	// /v1/feedback takes the item off it.
 	Review ReviewQueue
+	// Drift, when set, serves GET /v1/drift and the web page's drift view.
+	Drift DriftSource
 
 	// Registry, when set, adds versions and aliases to GET /v1/models and
 	// serves the admin routes that promote and roll back models.
@@ -410,6 +412,7 @@ func (s *Server) routes() {
 	s.add(fiber.MethodGet, "/v1/models/:name", ScopePredict, s.handleModel)
 	s.add(fiber.MethodGet, "/v1/models/:name/params", ScopePredict, s.handleModelParams)
 	s.add(fiber.MethodGet, "/v1/review", ScopeFeedback, s.handleReview)
+	s.add(fiber.MethodGet, "/v1/drift", ScopePredict, s.handleDrift)
 	s.add(fiber.MethodPost, "/v1/models/:name/promote", ScopeAdmin, s.handlePromote)
 	s.add(fiber.MethodPost, "/v1/models/:name/rollback", ScopeAdmin, s.handleRollback)
 	s.add(fiber.MethodPost, "/v1/train", ScopeTrain, s.handleTrain)

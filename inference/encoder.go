@@ -119,6 +119,14 @@ func OpenEncoder(cfg EncoderConfig, opts ModelOptions) (*Encoder, error) {
 	return &Encoder{cfg: cfg, tok: tok, pool: pool}, nil
 }
 
+// UnknownID is the vocabulary's [UNK] id (-1 when it has none).
+func (e *Encoder) UnknownID() int64 {
+	if id, ok := e.tok.ID(tokenizer.UNK); ok {
+		return int64(id)
+	}
+	return -1
+}
+
 // Dim is the embedding size.
 func (e *Encoder) Dim() int { return e.cfg.Dim }
 

@@ -15,4 +15,7 @@ type Input struct {
 	// Truncated: the text exceeded the featuriser's window or the
 	// encoder's max length and only its beginning is classified.
 	Truncated bool
+	// Length and OOVRate are the drift monitor's input signals (Signals).
+	Length  int
+	OOVRate float32
 }

@@ -5,9 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 
 	"github.com/triage-ml/triage/bundle"
+	"github.com/triage-ml/triage/drift"
 	"github.com/triage-ml/triage/featurizer"
 )
 
@@ -43,6 +45,16 @@ type Prediction struct {
 	// Truncated reports that the text was longer than the featurisation
 	// window and only its beginning was classified.
 	Truncated bool `json:"truncated,omitempty"`
+	// Signals feed the drift monitor; not part of the REST response.
+	Signals Signals `json:"-"`
+}
+
+// margin is top-1 minus top-2 (1 with a single score).
+func margin(scores []Score) float32 {
+	if len(scores) < 2 {
+		return 1
+	}
+	return scores[0].Score - scores[1].Score
 }
 
 // Model serves one bundle through a pool of ONNX Runtime sessions: the
@@ -53,6 +65,8 @@ type Model struct {
 	pool   *SessionPool
 	enc    *Encoder // nil for linear bundles
 	topK   int
+	calib  calibrator
+	unk    int64 // the encoder's [UNK] id, -1 without an encoder
 }
 
 // Open loads and verifies the bundle in dir and starts its sessions.
@@ -89,7 +103,11 @@ func Open(dir string, opts ModelOptions) (*Model, error) {
 		return nil, fmt.Errorf("load model %q: %w", dir, err)
 	}
 	topK := cmp.Or(opts.TopK, 5)
-	return &Model{bundle: b, pool: pool, enc: enc, topK: min(topK, len(b.Manifest.Labels))}, nil
+	m := &Model{bundle: b, pool: pool, enc: enc, topK: min(topK, len(b.Manifest.Labels)), calib: newCalibrator(b.Manifest), unk: -1}
+	if enc != nil {
+		m.unk = enc.UnknownID()
+	}
+	return m, nil
 }
 
 // Transform turns one text into what PredictInputs takes: n-gram features
@@ -106,6 +124,9 @@ func (m *Model) Transform(text string) Input {
 		in.Tokens, cut = m.enc.Tokens(text)
 		in.Truncated = in.Truncated || cut
 	}
+	var oov float64
+	in.Length, oov = drift.MeasureInput(text, in.Features, in.Tokens, m.unk)
+	in.OOVRate = float32(oov)
 	return in
 }
 
@@ -152,7 +173,7 @@ func (m *Model) PredictInputs(ctx context.Context, ins []Input) ([]Prediction, e
 	if len(ins) == 0 {
 		return nil, ErrNoTexts
 	}
-	heads, err := m.headVectors(ctx, ins)
+	heads, dists, err := m.headVectors(ctx, ins)
 	if err != nil {
 		return nil, err
 	}
@@ -160,32 +181,48 @@ func (m *Model) PredictInputs(ctx context.Context, ins []Input) ([]Prediction, e
 	if err != nil {
 		return nil, err
 	}
-	return decode(m.bundle.Manifest.Labels, m.Ref(), m.topK, ins, probs), nil
+	out := decode(m.bundle.Manifest.Labels, m.Ref(), m.topK, ins, probs)
+	C := len(m.bundle.Manifest.Labels)
+	for i := range out {
+		s := &out[i].Signals
+		s.Calibrated = m.calib.top1(probs[i*C : (i+1)*C])
+		s.EmbedDist = float32(math.NaN())
+		if dists != nil {
+			s.EmbedDist = dists[i]
+		}
+	}
+	return out, nil
 }
 
 // headVectors runs the encoder, when the bundle has one, and appends each
-// text's scaled embedding to its n-gram features as the head expects.
-func (m *Model) headVectors(ctx context.Context, ins []Input) ([]featurizer.Vector, error) {
+// text's scaled embedding to its n-gram features as the head expects; it
+// also returns each embedding's distance to the training centroid (nil
+// without an encoder).
+func (m *Model) headVectors(ctx context.Context, ins []Input) ([]featurizer.Vector, []float32, error) {
 	vs := make([]featurizer.Vector, len(ins))
 	for i, in := range ins {
 		vs[i] = in.Features
 	}
 	if m.enc == nil {
-		return vs, nil
+		return vs, nil, nil
 	}
 	tokens := make([][]int64, len(ins))
 	for i, v := range ins {
 		if len(v.Tokens) == 0 {
-			return nil, fmt.Errorf("predict with %s: text %d has no tokens (transform texts with Model.Transform)", m.bundle.Manifest.Name, i)
+			return nil, nil, fmt.Errorf("predict with %s: text %d has no tokens (transform texts with Model.Transform)", m.bundle.Manifest.Name, i)
 		}
 		tokens[i] = v.Tokens
 	}
 	emb, err := m.enc.Embed(ctx, tokens)
 	if err != nil {
-		return nil, fmt.Errorf("predict with %s %s: %w", m.bundle.Manifest.Name, m.bundle.Manifest.Version, err)
+		return nil, nil, fmt.Errorf("predict with %s %s: %w", m.bundle.Manifest.Name, m.bundle.Manifest.Version, err)
 	}
 	es := m.bundle.Manifest.Encoder
-	return featurizer.AppendDense(vs, emb, es.Dim, es.FeatureOffset, es.Scale), nil
+	dists := make([]float32, len(ins))
+	for i := range dists {
+		dists[i] = float32(drift.CosineDistance(emb[i*es.Dim:(i+1)*es.Dim], es.Centroid))
+	}
+	return featurizer.AppendDense(vs, emb, es.Dim, es.FeatureOffset, es.Scale), dists, nil
 }
 
 // Encoder is the bundle's sentence encoder, or nil for linear bundles.
@@ -245,7 +282,9 @@ func decode(labels []string, ref ModelRef, k int, ins []Input, probs []float32) 
 	for i := range ins {
 		row := probs[i*C : (i+1)*C]
 		scores := topK(row, labels, k)
-		out[i] = Prediction{Label: scores[0].Label, Confidence: scores[0].Score, Scores: scores, Model: ref, Truncated: ins[i].Truncated}
+		out[i] = Prediction{Label: scores[0].Label, Confidence: scores[0].Score, Scores: scores, Model: ref, Truncated: ins[i].Truncated,
+			Signals: Signals{Calibrated: scores[0].Score, Margin: margin(scores), Tokens: ins[i].Length, OOVRate: ins[i].OOVRate,
+				EmbedDist: float32(math.NaN())}}
 	}
 	return out
 }

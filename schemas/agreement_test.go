@@ -17,6 +17,7 @@ var goTypes = map[Kind]reflect.Type{
 	KindPrediction: reflect.TypeFor[Prediction](),
 	KindDeadLetter: reflect.TypeFor[DeadLetter](),
 	KindFeedback:   reflect.TypeFor[Feedback](),
+	KindDrift:      reflect.TypeFor[DriftWindow](),
 }
 
 func loadSchema(t *testing.T, k Kind) map[string]any {
@@ -246,7 +247,8 @@ func populated() map[Kind]any {
 		KindPrediction: Prediction{ID: "q-1", Input: InputRef{Topic: "triage.support-queries", Partition: 3, Offset: 1 << 40},
 			Label: "card_arrival", Confidence: 0.93,
 			Scores: []Score{{Label: "card_arrival", Score: 0.93}, {Label: "card_delivery_estimate", Score: 0.05}},
-			Model:  ModelRef{Name: "support", Version: "20261124T164011Z"}, ClassifiedAt: ts, LatencyMS: 12.5, Truncated: true},
+			Model:  ModelRef{Name: "support", Version: "20261124T164011Z"}, ClassifiedAt: ts, LatencyMS: 12.5, Truncated: true,
+			Signals: &Signals{Calibrated: 0.9, Margin: 0.88, Tokens: 6, OOVRate: 0.05, EmbedDist: ptr(0.31)}},
 		KindDeadLetter: DeadLetter{
 			Original: Original{Value: []byte("{\"id\":\xff"), Key: []byte("q-2"),
 				Headers: []Header{{Key: "trace", Value: []byte{0, 1, 2}}, {Key: "empty", Value: nil}}},
@@ -254,8 +256,18 @@ func populated() map[Kind]any {
 			Source:   Source{Topic: "triage.reviews", Partition: 0, Offset: 17},
 			FailedAt: ts},
 		KindFeedback: Feedback{ID: "q-1", Text: "My card has not arrived", Label: "card_arrival", Model: "support", Annotator: "alice", CreatedAt: &created},
+		KindDrift: DriftWindow{Timestamp: ts, Model: ModelRef{Name: "support", Version: "v3"}, Topic: "triage.support-queries",
+			Window:   WindowRef{Start: created, End: ts, Count: 500, Kind: "count"},
+			LabelPSI: 0.31, LabelJS: 0.07, LabelShares: []LabelShare{{Label: "card_arrival", Share: 0.2, Reference: 0.013}},
+			Confidence:        ConfidenceStat{Mean: 0.7, P10: 0.3, P50: 0.8, P90: 0.97, LowShare: 0.25, MarginMean: 0.5},
+			EstimatedAccuracy: 0.71, EstimatedAccuracyCBPE: 0.7, TrueAccuracy: ptr(0.69), Labelled: 40,
+			Input: InputStat{TokensMean: 12.5, OOVRate: 0.12}, Embedding: &EmbeddingStat{CentroidDistance: 0.4},
+			DomainAUC: ptr(0.93), Drift: true, Alerts: []string{"label_psi"},
+			Thresholds: []Threshold{{Statistic: "label_psi", Direction: "above", Value: 0.12}}},
 	}
 }
+
+func ptr[T any](v T) *T { return &v }
 
 // TestPopulatedValuesValidate marshals a fully populated value of each type,
 // checks it against its schema, and reads it back.

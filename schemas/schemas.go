@@ -33,10 +33,11 @@ const (
 	KindPrediction Kind = "prediction"
 	KindDeadLetter Kind = "dead-letter"
 	KindFeedback   Kind = "feedback"
+	KindDrift      Kind = "drift"
 )
 
 // Kinds lists every kind.
-func Kinds() []Kind { return []Kind{KindInput, KindPrediction, KindDeadLetter, KindFeedback} }
+func Kinds() []Kind { return []Kind{KindInput, KindPrediction, KindDeadLetter, KindFeedback, KindDrift} }
 
 // BaseURL prefixes every schema's $id; a schema's $id is BaseURL + its
 // Files name.
@@ -51,7 +52,7 @@ func (k Kind) ID() string { return BaseURL + k.File() }
 
 func (k Kind) valid() bool {
 	switch k {
-	case KindInput, KindPrediction, KindDeadLetter, KindFeedback:
+	case KindInput, KindPrediction, KindDeadLetter, KindFeedback, KindDrift:
 		return true
 	}
 	return false

@@ -28,6 +28,89 @@ type Prediction struct {
 	ClassifiedAt time.Time `json:"classified_at"`
 	LatencyMS    float64   `json:"latency_ms"`
 	Truncated    bool      `json:"truncated,omitempty"`
+	Signals      *Signals  `json:"signals,omitempty"`
+}
+
+// Signals are a prediction's inputs to drift monitoring.
+type Signals struct {
+	Calibrated float64  `json:"calibrated_confidence"`
+	Margin     float64  `json:"margin"`
+	Tokens     int      `json:"tokens"`
+	OOVRate    float64  `json:"oov_rate"`
+	EmbedDist  *float64 `json:"embedding_distance,omitempty"`
+}
+
+// DriftWindow is one monitoring window of one model on one input topic:
+// the monitor produces it to triage.drift (key: model name) when it drifts
+// and indexes every window into Elasticsearch (triage-drift-*), so the
+// record and the document share this shape. Schema: v1/drift.schema.json.
+type DriftWindow struct {
+	Timestamp   time.Time      `json:"@timestamp"` // the window's end
+	Model       ModelRef       `json:"model"`
+	Topic       string         `json:"topic"`
+	Window      WindowRef      `json:"window"`
+	LabelPSI    float64        `json:"label_psi"`
+	LabelJS     float64        `json:"label_js"`
+	LabelShares []LabelShare   `json:"label_shares"`
+	Confidence  ConfidenceStat `json:"confidence"`
+	// EstimatedAccuracy is ATC's estimate (Garg et al. 2022);
+	// EstimatedAccuracyCBPE the mean calibrated confidence.
+	EstimatedAccuracy     float64 `json:"estimated_accuracy"`
+	EstimatedAccuracyCBPE float64 `json:"estimated_accuracy_cbpe"`
+	// TrueAccuracy is measured on the window's predictions that have a
+	// human label (Labelled of them); absent when none has.
+	TrueAccuracy *float64       `json:"true_accuracy,omitempty"`
+	Labelled     int            `json:"labelled"`
+	Input        InputStat      `json:"input"`
+	Embedding    *EmbeddingStat `json:"embedding,omitempty"`
+	DomainAUC    *float64       `json:"domain_auc,omitempty"`
+	Drift        bool           `json:"drift"`
+	Alerts       []string       `json:"alerts"`
+	Thresholds   []Threshold    `json:"thresholds"`
+}
+
+// WindowRef bounds a window: by count or closed by time.
+type WindowRef struct {
+	Start time.Time `json:"start"`
+	End   time.Time `json:"end"`
+	Count int       `json:"count"`
+	Kind  string    `json:"kind"` // "count", "time" or "swap" (a new model version)
+}
+
+// LabelShare is one label's share of a window's predictions beside its
+// share on the model's validation split.
+type LabelShare struct {
+	Label     string  `json:"label"`
+	Share     float64 `json:"share"`
+	Reference float64 `json:"reference"`
+}
+
+// ConfidenceStat summarises a window's calibrated top-1 probabilities.
+type ConfidenceStat struct {
+	Mean       float64 `json:"mean"`
+	P10        float64 `json:"p10"`
+	P50        float64 `json:"p50"`
+	P90        float64 `json:"p90"`
+	LowShare   float64 `json:"low_share"`
+	MarginMean float64 `json:"margin_mean"`
+}
+
+// InputStat summarises a window's inputs.
+type InputStat struct {
+	TokensMean float64 `json:"tokens_mean"`
+	OOVRate    float64 `json:"oov_rate"`
+}
+
+// EmbeddingStat is the window's embedding shift (models with an encoder).
+type EmbeddingStat struct {
+	CentroidDistance float64 `json:"centroid_distance"`
+}
+
+// Threshold is one statistic's alarm threshold from the model's reference.
+type Threshold struct {
+	Statistic string  `json:"statistic"`
+	Direction string  `json:"direction"` // "above" or "below"
+	Value     float64 `json:"value"`
 }
 
 // Review is an uncertain prediction offered to a person for labelling

@@ -47,8 +47,11 @@ type Options struct {
 	LearningRates []float64 // default [0.1, 0.2]
 	L2s           []float64 // default [0, 1e-5]
 	MaxEpochs     int       // default 20
-	Patience      int       // epochs without improvement before stopping; default 3
-	Workers       int       // parallel trials; default GOMAXPROCS
+	// MonitorWindow is the window size the drift monitor's thresholds are
+	// bootstrapped for; default DefaultMonitorWindow.
+	MonitorWindow int
+	Patience      int // epochs without improvement before stopping; default 3
+	Workers       int // parallel trials; default GOMAXPROCS
 
 	// Features are the head's inputs: "ngram" (default), "encoder", or both.
 	// "encoder" needs Encoder.
@@ -197,6 +200,12 @@ func (o *Options) Validate() error {
 			errs = append(errs, fmt.Errorf("--l2 %v: each must be in [0, 1)", l2))
 		}
 	}
+	if o.MonitorWindow == 0 {
+		o.MonitorWindow = DefaultMonitorWindow
+	}
+	if o.MonitorWindow < 10 {
+		errs = append(errs, fmt.Errorf("monitor window %d: must be at least 10 predictions", o.MonitorWindow))
+	}
 	if o.MaxEpochs == 0 {
 		o.MaxEpochs = 20
 	}
@@ -304,15 +313,18 @@ func Train(ctx context.Context, opts Options) (*Result, error) {
 	}
 	variants := []variant{{scale: 0, trX: trX, vaX: vaX}}
 	var dim int
+	var trE, vaE []float32
+	var embedder Embedder
 	if opts.uses(FeaturesEncoder) {
+		embedder = opts.Encoder.Embedder
 		dim = opts.Encoder.Embedder.Dim()
 		prog.report(StageEmbedding, 0.15)
 		embStart := time.Now()
-		trE, err := opts.Encoder.Embedder.EmbedTexts(ctx, texts(train))
+		trE, err = opts.Encoder.Embedder.EmbedTexts(ctx, texts(train))
 		if err != nil {
 			return nil, fmt.Errorf("train: embed training texts: %w", err)
 		}
-		vaE, err := opts.Encoder.Embedder.EmbedTexts(ctx, texts(val))
+		vaE, err = opts.Encoder.Embedder.EmbedTexts(ctx, texts(val))
 		if err != nil {
 			return nil, fmt.Errorf("train: embed validation texts: %w", err)
 		}
@@ -356,6 +368,19 @@ func Train(ctx context.Context, opts Options) (*Result, error) {
 		return nil, fmt.Errorf("train: %w", err)
 	}
 	m.Metrics = bundle.Metrics{Validation: valReport, TrainAcc: trainReport.Accuracy, Search: trials}
+	if m.Encoder != nil {
+		m.Encoder.Centroid = centroid(trE, dim)
+	}
+	m.Monitoring, err = monitoringReference(best.model, referenceInputs{labels: labels, texts: texts(val), y: vaY, x: vaX,
+		ngram: opts.uses(FeaturesNgram), emb: vaE, centroid: centroidOf(m.Encoder), embedder: embedder, window: opts.MonitorWindow, seed: opts.Seed})
+	if err != nil {
+		// A split too small to measure is no reason to refuse the model:
+		// it is served, and watched without alarms.
+		log.Warn("no drift reference: the model is monitored without alarms", "err", err)
+	} else {
+		log.Info("drift reference measured", "temperature", m.Monitoring.Temperature, "ece_before", m.Monitoring.ECEBefore,
+			"ece_after", m.Monitoring.ECEAfter, "window", m.Monitoring.WindowSize, "false_alarm_rate", m.Monitoring.FalseAlarmRate)
+	}
 	m.Training = bundle.Training{DataPath: opts.DataPath, DataSHA256: ds.SHA256, TextColumn: opts.TextColumn,
 		LabelColumn: opts.LabelColumn, Rows: len(ds.Examples), TrainRows: len(train), ValRows: len(val),
 		Seed: opts.Seed, ValFraction: opts.ValFraction, GoVersion: runtime.Version()}

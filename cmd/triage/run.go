@@ -16,12 +16,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/triage-ml/triage/bundle"
 	"github.com/triage-ml/triage/consumer"
+	"github.com/triage-ml/triage/drift"
 	"github.com/triage-ml/triage/gateway"
 	"github.com/triage-ml/triage/inference"
 	"github.com/triage-ml/triage/internal/broker"
 	"github.com/triage-ml/triage/internal/lifecycle"
 	"github.com/triage-ml/triage/internal/telemetry"
+	"github.com/triage-ml/triage/monitor"
 	"github.com/triage-ml/triage/producer"
 	"github.com/triage-ml/triage/registry"
 	"github.com/triage-ml/triage/retrain"
@@ -55,7 +58,9 @@ var roles = []roleDef{
 		build: (*app).modelsRole},
 	{name: "consumer", deps: []string{"models", "metrics"}, after: []string{"broker"}, help: "classifies input topics into the predictions topic (consumer group, exactly-once)",
 		build: (*app).consumerRole},
-	{name: "gateway", deps: []string{"models"}, after: []string{"broker", "trainer"}, help: "REST API: predict, models, promote/rollback, training jobs, feedback",
+	{name: "monitor", deps: []string{"metrics"}, after: []string{"broker", "trainer"}, help: "drift monitoring: windows of predictions vs each model's reference; triage.drift, Elasticsearch, GET /v1/drift",
+		build: (*app).monitorRole},
+	{name: "gateway", deps: []string{"models"}, after: []string{"broker", "trainer", "monitor"}, help: "REST API: predict, models, promote/rollback, training jobs, feedback, drift",
 		build: (*app).gatewayRole},
 	{name: "metrics", internal: true, help: "Prometheus /metrics, /healthz, /readyz", build: (*app).metricsRole},
 }
@@ -143,6 +148,7 @@ type app struct {
 	cf      consumerFlags
 	gf      gatewayFlags
 	rf      retrainFlags
+	mf      monitor.Config
 	ef      encoderFlags
 	targets string
 
@@ -171,6 +177,7 @@ type app struct {
 	trainEnc *trainer.EncoderSource
 	jobs     *trainer.JobService
 	consumer *consumer.Consumer
+	monitor  *monitor.Monitor
 	gateway  *gateway.Server
 	manager  *lifecycle.Manager
 	recorder *tracking.Recorder
@@ -189,6 +196,7 @@ func (a *app) register(fs *flag.FlagSet, dev bool) {
 	a.cf.register(fs)
 	a.gf.register(fs)
 	a.rf.register(fs)
+	a.mf.RegisterFlags(fs)
 	a.ef.register(fs, "sentence encoder folder (`make encoder`): default models and training jobs train hybrid heads (n-grams + encoder)",
 		"encoder variant of hybrid models")
 	fs.StringVar(&a.brokers, "brokers", "127.0.0.1:9092", "Kafka bootstrap addresses, comma-separated (dev: the embedded broker)")
@@ -526,6 +534,36 @@ func (a *app) consumerRole() (lifecycle.Role, error) {
 	}, nil
 }
 
+func (a *app) monitorRole() (lifecycle.Role, error) {
+	return lifecycle.Role{
+		Start: func(ctx context.Context) error {
+			cfg := a.mf
+			cfg.Brokers, cfg.Logger, cfg.Registerer = a.brokerList(), a.log, a.metrics
+			cfg.References = a.driftReference
+			m, err := monitor.New(cfg)
+			if err != nil {
+				return err
+			}
+			a.monitor = m
+			return nil
+		},
+		Run: func(ctx context.Context) error { return a.monitor.Run(ctx) },
+	}, nil
+}
+
+// driftReference reads a registered version's drift reference.
+func (a *app) driftReference(ctx context.Context, model, version string) (*drift.Reference, error) {
+	v, err := a.store.Get(ctx, model, version)
+	if err != nil {
+		return nil, err
+	}
+	b, err := bundle.Load(v.Dir)
+	if err != nil {
+		return nil, err
+	}
+	return b.Manifest.Monitoring, nil
+}
+
 func (a *app) metricsRole() (lifecycle.Role, error) {
 	if a.metricsAddr == "" {
 		return lifecycle.Role{}, nil
@@ -584,6 +622,9 @@ func (a *app) gatewayRole() (lifecycle.Role, error) {
 			if a.cf.Review.Topic != "" {
 				a.review = review.New(0, a.log)
 				cfg.Review = a.review
+			}
+			if a.monitor != nil {
+				cfg.Drift = a.monitor
 			}
 			cfg.Jobs, err = a.jobsClient(ctx)
 			if err != nil {
