@@ -37,7 +37,9 @@ const (
 )
 
 // Kinds lists every kind.
-func Kinds() []Kind { return []Kind{KindInput, KindPrediction, KindDeadLetter, KindFeedback, KindDrift} }
+func Kinds() []Kind {
+	return []Kind{KindInput, KindPrediction, KindDeadLetter, KindFeedback, KindDrift}
+}
 
 // BaseURL prefixes every schema's $id; a schema's $id is BaseURL + its
 // Files name.
