@@ -216,6 +216,7 @@ type FeedbackRequest struct {
 	Label     string `json:"label" doc:"the correct label; one the model does not know yet is accepted (the next retraining adds the class)"`
 	Annotator string `json:"annotator,omitempty" doc:"who labelled it"`
 	Model     string `json:"model,omitempty" doc:"model whose label set the label is checked against"`
+	Eval      bool   `json:"eval,omitempty" doc:"hold this label out of training: it joins the model's fixed evaluation set, on which champion and challenger are compared"`
 }
 
 // Accepted is the 202 answer to POST /v1/feedback.
@@ -260,7 +261,7 @@ func (s *Server) handleFeedback(c *fiber.Ctx) error {
 		}
 		e.release()
 	}
-	fb := FeedbackRecord{ID: req.ID, Text: req.Text, Label: req.Label, Annotator: req.Annotator, Model: req.Model}
+	fb := FeedbackRecord{ID: req.ID, Text: req.Text, Label: req.Label, Annotator: req.Annotator, Model: req.Model, Eval: req.Eval}
 	ctx, cancel := context.WithTimeout(c.UserContext(), 10*time.Second)
 	defer cancel()
 	if err := s.cfg.Feedback(ctx, fb); err != nil {

@@ -52,6 +52,7 @@ type FeedbackRecord struct {
 	Label     string `json:"label"`
 	Annotator string `json:"annotator,omitempty"`
 	Model     string `json:"model,omitempty"`
+	Eval      bool   `json:"eval,omitempty"`
 }
 
 // Config configures a Server. Zero values take the documented defaults.

@@ -317,32 +317,53 @@ func (r *Runner) snapshot(ctx context.Context, model string, base Base) (snapsho
 	return r.cfg.Snapshots.Get(model, m.ID)
 }
 
-// evalSet returns the model's frozen evaluation rows, carving them from
-// snap (stratified, seeded) on the model's first run, so every later
-// champion and challenger are compared on the same rows. When a champion
-// already serves, only rows from feedback are candidates: the champion was
-// trained on the base data, and base rows would flatter it.
+// evalSet returns the model's fixed evaluation rows: carved from snap
+// (stratified, seeded) on the model's first run, then grown only with
+// labels marked for evaluation (feedback with "eval": true), so every later
+// champion and challenger are compared on the same rows plus those. When a
+// champion already serves at the first run, only rows from feedback are
+// candidates: the champion was trained on the base data, and base rows
+// would flatter it. Rows marked for evaluation always join it whole.
 func (r *Runner) evalSet(model string, snap snapshot.Snapshot, hasChampion bool) ([]dataset.Example, string, error) {
 	path := filepath.Join(r.cfg.WorkDir, "evalsets", model+".csv")
+	var eval []dataset.Example
+	frozen := ""
 	if _, err := os.Stat(path); err == nil {
 		ds, err := dataset.Load(path, dataset.Options{TextColumn: "text", LabelColumn: "label"})
 		if err != nil {
 			return nil, "", fmt.Errorf("evaluation set: %w", err)
 		}
-		return ds.Examples, ds.SHA256, nil
-	}
-	var exs []dataset.Example
-	for _, row := range snap.Rows {
-		if !hasChampion || row.Origin == snapshot.OriginFeedback {
-			exs = append(exs, dataset.Example{Text: row.Text, Label: row.Label})
+		eval, frozen = ds.Examples, ds.SHA256
+	} else {
+		var exs []dataset.Example
+		for _, row := range snap.Rows {
+			if !hasChampion || row.Origin == snapshot.OriginFeedback {
+				exs = append(exs, dataset.Example{Text: row.Text, Label: row.Label})
+			}
+		}
+		if len(exs) > 0 {
+			if _, eval, err = dataset.StratifiedSplit(exs, r.cfg.EvalFraction, r.cfg.Seed+1); err != nil {
+				return nil, "", fmt.Errorf("evaluation set: %w", err)
+			}
 		}
 	}
-	if len(exs) == 0 {
+	held := make(map[string]bool, len(eval))
+	for _, e := range eval {
+		held[snapshot.TextKey(e.Text)] = true
+	}
+	added := 0
+	for _, row := range snap.Rows {
+		if row.Origin == snapshot.OriginEval && !held[snapshot.TextKey(row.Text)] {
+			held[snapshot.TextKey(row.Text)] = true
+			eval = append(eval, dataset.Example{Text: row.Text, Label: row.Label})
+			added++
+		}
+	}
+	if len(eval) == 0 {
 		return nil, "", errors.New("no labels the champion has not trained on yet: send feedback before the first retraining")
 	}
-	_, eval, err := dataset.StratifiedSplit(exs, r.cfg.EvalFraction, r.cfg.Seed+1)
-	if err != nil {
-		return nil, "", fmt.Errorf("evaluation set: %w", err)
+	if frozen != "" && added == 0 {
+		return eval, frozen, nil
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, "", err
@@ -354,8 +375,19 @@ func (r *Runner) evalSet(model string, snap snapshot.Snapshot, hasChampion bool)
 	if err := os.Rename(tmp, path); err != nil {
 		return nil, "", err
 	}
-	r.log.Info("retrain: evaluation set frozen", "model", model, "rows", len(eval), "snapshot", snap.Manifest.ID, "path", path)
-	return r.evalSet(model, snap, hasChampion)
+	r.log.Info("retrain: evaluation set written", "model", model, "rows", len(eval), "marked_for_evaluation_added", added,
+		"snapshot", snap.Manifest.ID, "path", path)
+	sum, err := fileSHA256(path)
+	return eval, sum, err
+}
+
+// fileSHA256 is the hex SHA-256 of a file, as dataset.Load reports it.
+func fileSHA256(path string) (string, error) {
+	ds, err := dataset.Load(path, dataset.Options{TextColumn: "text", LabelColumn: "label"})
+	if err != nil {
+		return "", fmt.Errorf("evaluation set: %w", err)
+	}
+	return ds.SHA256, nil
 }
 
 // withoutTexts is rows minus the evaluation texts (by normalised text), as

@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -298,5 +300,50 @@ func TestRetrainDeadLettersRefusedFeedback(t *testing.T) {
 	}
 	if reasons["bad-1"] != schemas.ReasonInvalidJSON || reasons["bad-2"] != schemas.ReasonEmptyText {
 		t.Errorf("dead letters %v, want bad-1 invalid_json and bad-2 empty_text", reasons)
+	}
+}
+
+// TestEvalSetGrowsOnlyWithMarkedLabels: the evaluation set is frozen on
+// the first run and afterwards grows with labels marked for evaluation
+// only; those never reach training.
+func TestEvalSetGrowsOnlyWithMarkedLabels(t *testing.T) {
+	r := &Runner{cfg: Config{WorkDir: t.TempDir(), EvalFraction: 0.2, Seed: 3}, log: slog.New(slog.DiscardHandler)}
+	var rows snapshot.Rows
+	for i := range 50 {
+		rows = append(rows, snapshot.Row{ID: fmt.Sprint("feedback:", i), Text: fmt.Sprintf("text number %d", i),
+			Label: []string{"a", "b"}[i%2], Origin: snapshot.OriginFeedback})
+	}
+	first, sum1, err := r.evalSet("m", snapshot.Snapshot{Rows: rows}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(first) != 10 {
+		t.Fatalf("first evaluation set has %d rows, want 10 (20%% of 50)", len(first))
+	}
+	// More ordinary feedback: the set stays as it was.
+	more := append(slices.Clone(rows), snapshot.Row{ID: "feedback:x", Text: "an ordinary new label", Label: "a", Origin: snapshot.OriginFeedback})
+	again, sum2, err := r.evalSet("m", snapshot.Snapshot{Rows: more}, true)
+	if err != nil || len(again) != 10 || sum2 != sum1 {
+		t.Fatalf("after ordinary feedback: %d rows, sum %s vs %s, err %v; want unchanged", len(again), sum2, sum1, err)
+	}
+	// Labels marked for evaluation join it (once), and leave training.
+	marked := append(more, snapshot.Row{ID: "feedback:e1", Text: "held out one", Label: "b", Origin: snapshot.OriginEval},
+		snapshot.Row{ID: "feedback:e2", Text: "held out two", Label: "a", Origin: snapshot.OriginEval})
+	grown, sum3, err := r.evalSet("m", snapshot.Snapshot{Rows: marked}, true)
+	if err != nil || len(grown) != 12 || sum3 == sum1 {
+		t.Fatalf("after marked labels: %d rows (sum changed: %v), err %v; want 12", len(grown), sum3 != sum1, err)
+	}
+	for i, ex := range first {
+		if grown[i].Text != ex.Text || grown[i].Label != ex.Label {
+			t.Errorf("frozen row %d changed when the set grew: %+v vs %+v", i, grown[i], ex)
+		}
+	}
+	for _, ex := range withoutTexts(marked, grown) {
+		if strings.HasPrefix(ex.Text, "held out") {
+			t.Errorf("%q marked for evaluation is in the training rows", ex.Text)
+		}
+	}
+	if g, _, _ := r.evalSet("m", snapshot.Snapshot{Rows: marked}, true); len(g) != 12 {
+		t.Errorf("a rerun added the marked labels again: %d rows", len(g))
 	}
 }

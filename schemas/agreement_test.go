@@ -255,7 +255,7 @@ func populated() map[Kind]any {
 			Reason:   Reason{Code: ReasonInvalidUTF8, Message: "record value is not valid UTF-8"},
 			Source:   Source{Topic: "triage.reviews", Partition: 0, Offset: 17},
 			FailedAt: ts},
-		KindFeedback: Feedback{ID: "q-1", Text: "My card has not arrived", Label: "card_arrival", Model: "support", Annotator: "alice", CreatedAt: &created},
+		KindFeedback: Feedback{ID: "q-1", Text: "My card has not arrived", Label: "card_arrival", Model: "support", Annotator: "alice", Eval: true, CreatedAt: &created},
 		KindDrift: DriftWindow{Timestamp: ts, Model: ModelRef{Name: "support", Version: "v3"}, Topic: "triage.support-queries",
 			Window:   WindowRef{Start: created, End: ts, Count: 500, Kind: "count"},
 			LabelPSI: 0.31, LabelJS: 0.07, LabelShares: []LabelShare{{Label: "card_arrival", Share: 0.2, Reference: 0.013}},

@@ -214,6 +214,9 @@ type Feedback struct {
 	Label     string     `json:"label"`
 	Model     string     `json:"model,omitempty"`
 	Annotator string     `json:"annotator,omitempty"`
+	// Eval holds the label out of training: retraining adds it to the
+	// model's fixed evaluation set.
+	Eval      bool       `json:"eval,omitempty"`
 	CreatedAt *time.Time `json:"created_at,omitempty"`
 }
 

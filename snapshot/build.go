@@ -21,6 +21,9 @@ import (
 const (
 	OriginBase     = "base"     // a row of the base training file
 	OriginFeedback = "feedback" // a human label from the feedback topic
+	// OriginEval is a human label marked for evaluation: retraining never
+	// trains on it and adds it to the model's fixed evaluation set.
+	OriginEval = "eval"
 )
 
 // Row is one labelled text of a snapshot. ID is "base:N" for the base
@@ -68,7 +71,11 @@ func Build(base []dataset.Example, labels []Label) Rows {
 		cands = append(cands, Row{ID: "base:" + strconv.Itoa(i), Text: ex.Text, Label: ex.Label, Origin: OriginBase})
 	}
 	for _, l := range fb {
-		cands = append(cands, Row{ID: "feedback:" + l.ID, Text: l.Text, Label: l.Label, Origin: OriginFeedback})
+		origin := OriginFeedback
+		if l.Eval {
+			origin = OriginEval
+		}
+		cands = append(cands, Row{ID: "feedback:" + l.ID, Text: l.Text, Label: l.Label, Origin: origin})
 	}
 	// Candidates are in precedence order, so the last one per text wins.
 	keys := make([]string, len(cands))

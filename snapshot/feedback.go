@@ -46,6 +46,7 @@ type Label struct {
 	ID, Text, Label string
 	Model           string // "" in records written before feedback named its model
 	Annotator       string
+	Eval            bool // marked for evaluation, not training
 	// Time is the record's created_at, or its Kafka timestamp without one.
 	Time      time.Time
 	Partition int32
@@ -325,7 +326,7 @@ func (r *reader) check(rec *kgo.Record) (Label, string, string) {
 		return Label{}, schemas.ReasonUnknownModel, fmt.Sprintf("model %q is not one of %s", fb.Model,
 			strings.Join(slices.Sorted(maps.Keys(r.known)), ", "))
 	}
-	l := Label{ID: fb.ID, Text: fb.Text, Label: label, Model: fb.Model, Annotator: fb.Annotator, Time: rec.Timestamp.UTC(),
+	l := Label{ID: fb.ID, Text: fb.Text, Label: label, Model: fb.Model, Annotator: fb.Annotator, Eval: fb.Eval, Time: rec.Timestamp.UTC(),
 		Partition: rec.Partition, Offset: rec.Offset}
 	if fb.CreatedAt != nil {
 		l.Time = fb.CreatedAt.UTC()
