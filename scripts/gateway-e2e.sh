@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
 # End-to-end check of the REST gateway as `triage dev` serves it:
+#   0) drift traffic: shuffled Banking77 queries, then out-of-domain movie
+#      reviews, into triage.support-queries; the monitor (windows of
+#      MONITOR_WINDOW predictions) must report the in-domain windows and then
+#      drift on the out-of-domain ones, so GET /v1/drift is populated for a) and b);
 #   a) schemathesis fuzzes every operation of /openapi.json (except POST /v1/train,
 #      which would queue real training jobs) and fails on any 5xx or any response
 #      that does not match the documented schema;
 #   b) headless Chromium (playwright-core driving Debian's /usr/bin/chromium) loads
 #      the page at /, types the dev API key and a text, clicks Classify and expects
-#      the label card_arrival; screenshot in artifacts/gateway-page.png;
+#      the label card_arrival; screenshot in artifacts/gateway-page.png; then opens
+#      the Drift view and waits for the support stream's windows, its charts and
+#      a drift alert; screenshot in artifacts/drift-page.png;
 #   c) hot swap: a training job with activate reaches /v1/predict and Kafka
 #      predictions within 5 s, and `triage models rollback` brings the previous
 #      version back on both.
@@ -15,8 +21,10 @@
 #
 # Env: SCHEMATHESIS_MAX_EXAMPLES (default 30), SCHEMATHESIS_CHECKS (default
 #      not_a_server_error,response_schema_conformance), EXPECT_LABEL (default
-#      card_arrival), READY_TIMEOUT (default 180 s),
-#      TRIAGE_BIN (default bin/triage).
+#      card_arrival), READY_TIMEOUT (default 180 s), MONITOR_WINDOW (predictions
+#      per drift window, default 50), DRIFT_TIMEOUT (default 90 s per wait),
+#      TRIAGE_DATA_DIR (training data: banking77/, movie-reviews/; default
+#      ../shared/data, as triage dev's --datasets), TRIAGE_BIN (default bin/triage).
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -30,6 +38,9 @@ READY_TIMEOUT="${READY_TIMEOUT:-180}"
 MAX_EXAMPLES="${SCHEMATHESIS_MAX_EXAMPLES:-30}"
 ST_CHECKS="${SCHEMATHESIS_CHECKS:-not_a_server_error,response_schema_conformance}"
 EXPECT_LABEL="${EXPECT_LABEL:-card_arrival}"
+MONITOR_WINDOW="${MONITOR_WINDOW:-50}"
+DRIFT_TIMEOUT="${DRIFT_TIMEOUT:-90}"
+DATA_DIR="${TRIAGE_DATA_DIR:-../shared/data}"
 ARTIFACTS="$repo_root/artifacts"
 NODE_DIR="$repo_root/.cache/e2e-node" # git-ignored; holds node_modules for scripts/e2e
 
@@ -96,6 +107,7 @@ base="http://127.0.0.1:$http_port"
 "$TRIAGE_BIN" dev --data-dir "$data_dir" \
 	--kafka-addr "127.0.0.1:$kafka_port" --http-addr "127.0.0.1:$http_port" \
 	--metrics-addr "127.0.0.1:$metrics_port" --rate 100000 --burst 100000 \
+	--monitor-window-count "$MONITOR_WINDOW" \
 	>"$dev_log" 2>&1 &
 dev_pid=$!
 log "started triage dev (pid $dev_pid), gateway $base, log $dev_log"
@@ -109,6 +121,54 @@ done
 log "ready after ${SECONDS}s"
 [[ -s "$data_dir/dev-api-key" ]] || die "no dev API key at $data_dir/dev-api-key"
 KEY="$(tr -d '[:space:]' <"$data_dir/dev-api-key")"
+
+# --- 0) drift traffic --------------------------------------------------------------
+# Whole windows only: a partial window would close by time (after a minute) and,
+# being under the monitor's minimum count, raise no alarm.
+support_csv="$DATA_DIR/banking77/train.csv"
+reviews_csv="$DATA_DIR/movie-reviews/train.csv"
+[[ -f "$support_csv" && -f "$reviews_csv" ]] || die "no $support_csv or $reviews_csv: set TRIAGE_DATA_DIR to the folder holding banking77/ and movie-reviews/"
+in_domain=$((3 * MONITOR_WINDOW)) out_domain=$((2 * MONITOR_WINDOW))
+# banking77/train.csv is sorted by label: a seeded shuffle gives windows whose
+# label mix matches the validation split's.
+python3 - "$support_csv" "$work/support-sample.csv" "$in_domain" <<'PY'
+import csv, random, sys
+rows = [r["text"] for r in csv.DictReader(open(sys.argv[1], newline="", encoding="utf-8"))]
+random.Random(42).shuffle(rows)
+with open(sys.argv[2], "w", newline="", encoding="utf-8") as f:
+    w = csv.writer(f)
+    w.writerow(["text"])
+    w.writerows([t] for t in rows[: int(sys.argv[3])])
+PY
+drift_state() { # prints "windows drifting last_drift has_reference" of support on triage.support-queries
+	curl -sf -H "Authorization: Bearer $KEY" "$base/v1/drift?model=support" | python3 -c 'import json,sys
+s = [x for x in json.load(sys.stdin)["streams"] if x["topic"] == "triage.support-queries"]
+w = s[0]["windows"] if s else []
+print(len(w), sum(x["drift"] for x in w), str(bool(w and w[-1]["drift"])).lower(), str(bool(s and s[0].get("reference"))).lower())'
+}
+wait_windows() { # wait_windows N: until support has N windows
+	local deadline=$((SECONDS + DRIFT_TIMEOUT)) st=""
+	while :; do
+		st="$(drift_state || true)"
+		[[ -n "$st" && "${st%% *}" -ge "$1" ]] && break
+		((SECONDS < deadline)) || die "GET /v1/drift: support has ${st%% *} windows after ${DRIFT_TIMEOUT}s, want $1 (state: ${st:-none})"
+		sleep 0.5
+	done
+	echo "$st"
+}
+produce() { # produce FILE COUNT
+	"$TRIAGE_BIN" produce --brokers "127.0.0.1:$kafka_port" --topic triage.support-queries \
+		--file "$1" --count "$2" --progress=false >/dev/null || die "triage produce $1 failed"
+}
+produce "$work/support-sample.csv" "$in_domain"
+st="$(wait_windows 3)"
+read -r n_in drift_in _ has_ref <<<"$st"
+[[ "$has_ref" == true ]] || die "support's version has no drift reference (a bundle from before monitoring in data/models?): windows raise no alarms"
+produce "$reviews_csv" "$out_domain"
+st="$(wait_windows $((n_in + 2)))"
+read -r n_all drift_all last_drift _ <<<"$st"
+[[ "$last_drift" == true ]] || die "the monitor reported no drift on out-of-domain text (windows $n_all, drifting $drift_all)"
+echo "drift traffic: $in_domain Banking77 queries then $out_domain movie reviews into triage.support-queries: $n_all windows of $MONITOR_WINDOW, $drift_all drifting ($drift_in of the $n_in in-domain), latest drifting"
 
 # --- a) schemathesis -----------------------------------------------------------
 if ! python3 -c 'import schemathesis' 2>/dev/null; then
@@ -162,6 +222,7 @@ fi
 mkdir -p "$ARTIFACTS"
 E2E_NODE_DIR="$NODE_DIR" GATEWAY_URL="$base" TRIAGE_KEY="$KEY" \
 	SCREENSHOT="$ARTIFACTS/gateway-page.png" EXPECT_LABEL="$EXPECT_LABEL" \
+	DRIFT_SCREENSHOT="$ARTIFACTS/drift-page.png" DRIFT_MODEL=support DRIFT_TOPIC=triage.support-queries \
 	node scripts/e2e/page-test.mjs || die "page test failed"
 
 # --- c) hot swap under triage dev ------------------------------------------------
@@ -219,9 +280,9 @@ wait_both "$before" "triage models rollback ($after -> $before)"
 # --- d) stop -----------------------------------------------------------------------
 stop_dev
 [[ $dev_killed -eq 0 ]] || die "triage dev had to be killed: it did not exit on SIGTERM"
-if grep -q '"level":"ERROR"' "$dev_log"; then
+if grep -q '"log.level":"error"' "$dev_log"; then
 	log "note: triage dev logged errors:"
-	grep '"level":"ERROR"' "$dev_log" | tail -n 5 >&2
+	grep '"log.level":"error"' "$dev_log" | tail -n 5 >&2
 fi
 status=0
 echo "gateway-e2e: PASS"
