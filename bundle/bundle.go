@@ -72,6 +72,11 @@ const (
 	KindHybrid  = "hybrid"
 )
 
+// DomainFile holds the drift monitor's domain-classifier reference: a
+// sample of validation texts and the test's null threshold
+// (drift.DomainReference). Optional: bundles without it skip the test.
+const DomainFile = "domain-reference.json"
+
 // Files an encoder or hybrid bundle adds.
 const (
 	EncoderFile = "encoder.onnx"
@@ -158,9 +163,12 @@ func Write(dir string, m *Manifest, vocab *featurizer.Vocab, onnx []byte, extra 
 		contents[FeaturesFile] = feats
 	}
 	for _, f := range extra {
-		data, err := os.ReadFile(f.From)
-		if err != nil {
-			return fmt.Errorf("write bundle %q: %w", dir, err)
+		data := f.Data
+		if data == nil {
+			var err error
+			if data, err = os.ReadFile(f.From); err != nil {
+				return fmt.Errorf("write bundle %q: %w", dir, err)
+			}
 		}
 		m.Files[f.Name] = sum(data)
 		if f.SHA256 != "" && f.SHA256 != m.Files[f.Name] {
@@ -212,10 +220,13 @@ func Write(dir string, m *Manifest, vocab *featurizer.Vocab, onnx []byte, extra 
 	return nil
 }
 
-// CopyFile is a file copied into a bundle under Name. A non-empty SHA256
-// must match what is copied, so a source changed since it was used for
-// training is refused instead of shipped.
-type CopyFile struct{ Name, From, SHA256 string }
+// CopyFile is a file copied into a bundle under Name (from From, or Data
+// when set). A non-empty SHA256 must match what is copied, so a source
+// changed since it was used for training is refused instead of shipped.
+type CopyFile struct {
+	Name, From, SHA256 string
+	Data               []byte
+}
 
 // Bundle is a loaded, verified bundle.
 type Bundle struct {

@@ -156,3 +156,27 @@ func TestDomainAUCRealText(t *testing.T) {
 		}
 	}
 }
+
+// TestDomainReference: the null threshold sits above same-distribution
+// windows and below clearly different ones.
+func TestDomainReference(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	same := synthTexts(rng, bankWords, 700)
+	ref, err := BuildDomainReference(same[:600], 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("null AUC %.3f ± %.3f over %d runs, threshold %.3f", ref.NullMean, ref.NullSD, ref.NullRuns, ref.Threshold)
+	if ref.NullMean < 0.4 || ref.NullMean > 0.6 || ref.Threshold < 0.6 || ref.Threshold > 0.8 {
+		t.Errorf("null %.3f, threshold %.3f: want a null near 0.5 and a threshold in [0.6, 0.8]", ref.NullMean, ref.Threshold)
+	}
+	if auc, alarm, err := ref.Test(same[600:], 2); err != nil || alarm {
+		t.Errorf("same distribution: AUC %.3f alarm %v err %v", auc, alarm, err)
+	}
+	if auc, alarm, err := ref.Test(synthTexts(rng, movieWords, 100), 3); err != nil || !alarm {
+		t.Errorf("other distribution: AUC %.3f alarm %v err %v", auc, alarm, err)
+	}
+	if _, err := BuildDomainReference(same[:10], 1); err == nil {
+		t.Error("a 10-text reference was accepted")
+	}
+}

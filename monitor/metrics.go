@@ -7,15 +7,17 @@ import (
 )
 
 type metrics struct {
-	windows     *prometheus.CounterVec // model, topic
-	events      *prometheus.CounterVec // model, topic
-	psi         *prometheus.GaugeVec   // model, version, topic
-	estAccuracy *prometheus.GaugeVec
-	confMean    *prometheus.GaugeVec
-	drift       *prometheus.GaugeVec
-	oov         *prometheus.GaugeVec
-	skipped     *prometheus.CounterVec // reason
-	eventErrors prometheus.Counter
+	windows       *prometheus.CounterVec // model, topic
+	events        *prometheus.CounterVec // model, topic
+	psi           *prometheus.GaugeVec   // model, version, topic
+	estAccuracy   *prometheus.GaugeVec
+	confMean      *prometheus.GaugeVec
+	drift         *prometheus.GaugeVec
+	oov           *prometheus.GaugeVec
+	skipped       *prometheus.CounterVec // reason
+	eventErrors   prometheus.Counter
+	domainAUC     *prometheus.GaugeVec
+	domainSeconds prometheus.Histogram
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -36,13 +38,16 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Prediction records the monitor could not use, by reason."}, []string{"reason"}),
 		eventErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "triage_monitor_event_errors_total",
 			Help: "Drift events that could not be produced to the drift topic."}),
+		domainAUC: gauge("triage_monitor_domain_auc", "ROC AUC of the last domain-classifier test (reference vs window texts; 0.5: indistinguishable)."),
+		domainSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "triage_monitor_domain_test_duration_seconds",
+			Help: "Time of one domain-classifier test.", Buckets: prometheus.ExponentialBuckets(0.01, 2, 12)}),
 	}
-	for _, c := range []prometheus.Collector{m.windows, m.events, m.psi, m.estAccuracy, m.confMean, m.drift, m.oov, m.skipped, m.eventErrors} {
+	for _, c := range []prometheus.Collector{m.windows, m.events, m.psi, m.estAccuracy, m.confMean, m.drift, m.oov, m.skipped, m.eventErrors, m.domainAUC, m.domainSeconds} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
 	}
-	for _, r := range []string{"undecodable", "no_signals"} {
+	for _, r := range []string{"undecodable", "no_signals", "domain_test_texts"} {
 		m.skipped.WithLabelValues(r)
 	}
 	return m, nil

@@ -46,7 +46,13 @@ const (
 	DefaultHistory          = 500
 	DefaultSampleRate       = 0.02
 	DefaultLabelMemory      = 200_000
+	DefaultDomainEvery      = 5
+	DefaultTextMemory       = 20_000
 )
+
+// maxTextBytes caps a remembered input text: the domain test reads only
+// the first ~2,000 characters.
+const maxTextBytes = 4096
 
 // Indexer receives documents for Elasticsearch; *elastic.Sink is one. It
 // must not block.
@@ -54,9 +60,17 @@ type Indexer interface {
 	Index(kind string, t time.Time, doc any)
 }
 
-// ReferenceFunc returns a model version's reference and labels; a nil
-// reference (an old bundle) means windows are reported without alarms.
-type ReferenceFunc func(ctx context.Context, model, version string) (*drift.Reference, error)
+// ModelReference is what a model version's bundle says about its
+// training traffic: the statistics' reference and the domain test's.
+// Either may be nil (older bundles): windows are then reported without
+// those alarms.
+type ModelReference struct {
+	Drift  *drift.Reference
+	Domain *drift.DomainReference
+}
+
+// ReferenceFunc returns a model version's references.
+type ReferenceFunc func(ctx context.Context, model, version string) (ModelReference, error)
 
 // Config configures a Monitor.
 type Config struct {
@@ -80,6 +94,15 @@ type Config struct {
 	// StartAtEnd makes a new group start at the end of the predictions
 	// topic rather than its beginning.
 	StartAtEnd bool
+	// DomainEvery runs the domain-classifier test (reference texts vs the
+	// window's, Evidently's text drift method) on every DomainEvery-th
+	// window of a stream; 0 turns it off. It reads the input topics for
+	// the texts, remembering the last TextMemory of them.
+	DomainEvery int
+	TextMemory  int
+	// InputTopics are read for texts from the start; topics predictions
+	// name later are added as they appear.
+	InputTopics []string
 
 	References ReferenceFunc
 	Indexer    Indexer // nil: no Elasticsearch
@@ -101,6 +124,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.History, "monitor-history", DefaultHistory, "windows kept per model and topic for GET /v1/drift")
 	fs.Float64Var(&c.SampleRate, "monitor-sample-rate", DefaultSampleRate, "share of predictions indexed into Elasticsearch (triage-predictions-*)")
 	fs.BoolVar(&c.StartAtEnd, "monitor-start-at-end", false, "a new monitor group starts at the end of the predictions topic (default: its beginning)")
+	fs.IntVar(&c.DomainEvery, "monitor-domain-every", DefaultDomainEvery, "domain-classifier test on every Nth window (reads the input topics for texts; 0 = off)")
+	fs.IntVar(&c.TextMemory, "monitor-text-memory", DefaultTextMemory, "input texts remembered for the domain-classifier test")
 }
 
 // Validate fills defaults and reports every problem at once.
@@ -111,6 +136,7 @@ func (c *Config) Validate() error {
 	c.MinCount = cmp.Or(c.MinCount, DefaultMinCount)
 	c.History = cmp.Or(c.History, DefaultHistory)
 	c.LabelMemory = cmp.Or(c.LabelMemory, DefaultLabelMemory)
+	c.TextMemory = cmp.Or(c.TextMemory, DefaultTextMemory)
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -133,6 +159,9 @@ func (c *Config) Validate() error {
 	if c.MinCount < 2 {
 		errs = append(errs, fmt.Errorf("--monitor-min-count %d: must be at least 2", c.MinCount))
 	}
+	if c.DomainEvery < 0 {
+		errs = append(errs, fmt.Errorf("--monitor-domain-every %d: use 0 (off) or a positive count of windows", c.DomainEvery))
+	}
 	if c.SampleRate < 0 || c.SampleRate > 1 {
 		errs = append(errs, fmt.Errorf("--monitor-sample-rate %v: must be in [0, 1]", c.SampleRate))
 	}
@@ -148,11 +177,14 @@ type Monitor struct {
 	log     *slog.Logger
 	metrics *metrics
 	cl      *kgo.Client
+	inputs  *kgo.Client // input topics, for the domain test's texts; nil when off
 
 	mu      sync.Mutex
 	streams map[streamKey]*stream
 	refs    map[modelKey]*modelRef
 	labels  *labelMemory
+	texts   *labelMemory // id -> input text
+	topics  map[string]bool
 	rng     *rand.Rand
 }
 
@@ -161,9 +193,10 @@ type modelKey struct{ model, version string }
 
 // modelRef is a version's reference, or why it has none.
 type modelRef struct {
-	ref   *drift.Reference
-	index map[string]int // label -> class index
-	err   error
+	ref    *drift.Reference
+	domain *drift.DomainReference
+	index  map[string]int // label -> class index
+	err    error
 }
 
 // New validates cfg and connects the producer of drift events.
@@ -187,8 +220,29 @@ func New(cfg Config) (*Monitor, error) {
 	if err != nil {
 		return nil, fmt.Errorf("monitor: kafka client: %w", err)
 	}
-	return &Monitor{cfg: cfg, log: cfg.Logger, metrics: m, cl: cl, streams: map[streamKey]*stream{},
-		refs: map[modelKey]*modelRef{}, labels: newLabelMemory(cfg.LabelMemory), rng: rand.New(rand.NewPCG(1, 2))}, nil
+	mon := &Monitor{cfg: cfg, log: cfg.Logger, metrics: m, cl: cl, streams: map[streamKey]*stream{},
+		refs: map[modelKey]*modelRef{}, labels: newLabelMemory(cfg.LabelMemory), texts: newLabelMemory(cfg.TextMemory),
+		topics: map[string]bool{}, rng: rand.New(rand.NewPCG(1, 2))}
+	if cfg.DomainEvery > 0 {
+		// Input topics are added as predictions name them, read from a
+		// little before now: a window's inputs precede its predictions.
+		since := time.Now().Add(-2 * cfg.WindowTime).UnixMilli()
+		opts := []kgo.Opt{kgo.SeedBrokers(cfg.Brokers...), kgo.ClientID("triage-monitor-inputs"),
+			kgo.ConsumeResetOffset(kgo.NewOffset().AfterMilli(since)), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+			kgo.WithLogger(kafkalog.New(cfg.Logger))}
+		if len(cfg.InputTopics) > 0 {
+			opts = append(opts, kgo.ConsumeTopics(cfg.InputTopics...))
+			for _, t := range cfg.InputTopics {
+				mon.topics[t] = true
+			}
+		}
+		mon.inputs, err = kgo.NewClient(append(opts, cfg.KafkaOpts...)...)
+		if err != nil {
+			cl.Close()
+			return nil, fmt.Errorf("monitor: kafka client for input texts: %w", err)
+		}
+	}
+	return mon, nil
 }
 
 // Run follows the predictions (and feedback) topics until ctx ends, then
@@ -206,6 +260,14 @@ func (m *Monitor) Run(ctx context.Context) error {
 			m.followFeedback(fctx)
 		}
 	}()
+	if m.inputs != nil {
+		inputsDone := make(chan struct{})
+		defer func() { <-inputsDone }()
+		go func() {
+			defer close(inputsDone)
+			m.followInputs(fctx)
+		}()
+	}
 	tick := time.NewTicker(min(m.cfg.WindowTime/4, time.Second))
 	defer tick.Stop()
 	polled := make(chan kgo.Fetches)
@@ -260,6 +322,10 @@ func (m *Monitor) observe(ctx context.Context, r *kgo.Record) {
 	ref := m.reference(ctx, p.Model.Name, p.Model.Version)
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.inputs != nil && !m.topics[p.Input.Topic] && p.Input.Topic != "" {
+		m.topics[p.Input.Topic] = true
+		m.inputs.AddConsumeTopics(p.Input.Topic)
+	}
 	key := streamKey{p.Model.Name, p.Input.Topic}
 	s := m.streams[key]
 	if s == nil {
@@ -291,6 +357,9 @@ func (m *Monitor) observe(ctx context.Context, r *kgo.Record) {
 		}
 	}
 	s.add(o, p.ClassifiedAt)
+	if m.inputs != nil && ref.domain != nil {
+		s.sampleID(p.ID, m.rng)
+	}
 	if m.cfg.Indexer != nil && m.cfg.SampleRate > 0 && m.rng.Float64() < m.cfg.SampleRate {
 		m.cfg.Indexer.Index("predictions", p.ClassifiedAt, predictionDoc(p))
 	}
@@ -324,9 +393,14 @@ func (m *Monitor) closeExpired(ctx context.Context) {
 // closeLocked reports s's window and starts none (the next prediction
 // opens one).
 func (m *Monitor) closeLocked(ctx context.Context, s *stream, kind string) {
+	ids := s.ids
 	w := s.close(kind, m.cfg.MinCount)
 	if w == nil {
 		return
+	}
+	s.closed++
+	if m.inputs != nil && s.ref.domain != nil && s.closed%m.cfg.DomainEvery == 0 {
+		m.domainTest(s, w, ids, kind)
 	}
 	s.history = append(s.history, *w)
 	if over := len(s.history) - m.cfg.History; over > 0 {
@@ -335,6 +409,9 @@ func (m *Monitor) closeLocked(ctx context.Context, s *stream, kind string) {
 	m.metrics.window(s.key, *w)
 	if m.cfg.Indexer != nil {
 		m.cfg.Indexer.Index("drift", w.Timestamp, w)
+	}
+	if w.DomainAUC != nil {
+		m.metrics.domainAUC.WithLabelValues(w.Model.Name, w.Model.Version, w.Topic).Set(*w.DomainAUC)
 	}
 	attrs := []any{"model.name", w.Model.Name, "model.version", w.Model.Version, "topic", w.Topic,
 		"window.count", w.Window.Count, "window.kind", w.Window.Kind, "label_psi", w.LabelPSI,
@@ -375,8 +452,9 @@ func (m *Monitor) reference(ctx context.Context, model, version string) *modelRe
 	if ok {
 		return r
 	}
-	ref, err := m.cfg.References(ctx, model, version)
-	r = &modelRef{ref: ref, err: err}
+	refs, err := m.cfg.References(ctx, model, version)
+	ref := refs.Drift
+	r = &modelRef{ref: ref, domain: refs.Domain, err: err}
 	switch {
 	case err != nil:
 		m.log.Warn("no drift reference: windows of this version raise no alarms", "model.name", model, "model.version", version, "err", err)
@@ -420,6 +498,63 @@ func (m *Monitor) followFeedback(ctx context.Context) {
 		})
 	}
 }
+
+// followInputs remembers the input topics' texts by record id, for the
+// domain test.
+func (m *Monitor) followInputs(ctx context.Context) {
+	defer m.inputs.Close()
+	for {
+		fs := m.inputs.PollFetches(ctx)
+		if ctx.Err() != nil || fs.IsClientClosed() {
+			return
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			var in schemas.Input
+			if json.Unmarshal(r.Value, &in) != nil || in.ID == "" || in.Text == "" {
+				return // the consumer dead-letters it; no prediction will ask for it
+			}
+			text := in.Text
+			if len(text) > maxTextBytes {
+				text = strings.ToValidUTF8(text[:maxTextBytes], "")
+			}
+			m.mu.Lock()
+			m.texts.put(in.ID, text)
+			m.mu.Unlock()
+		})
+	}
+}
+
+// domainTest runs the domain-classifier test on the window's sampled
+// texts and adds its AUC (and alert) to w.
+func (m *Monitor) domainTest(s *stream, w *schemas.DriftWindow, ids []string, kind string) {
+	var texts []string
+	for _, id := range ids {
+		if t, ok := m.texts.get(id); ok {
+			texts = append(texts, t)
+		}
+	}
+	if len(texts) < minDomainTexts {
+		m.metrics.skipped.WithLabelValues("domain_test_texts").Inc()
+		return
+	}
+	start := time.Now()
+	auc, alarm, err := s.ref.domain.Test(texts, uint64(s.closed))
+	if err != nil {
+		m.log.Warn("domain test failed", "model.name", w.Model.Name, "err", err)
+		return
+	}
+	m.metrics.domainSeconds.Observe(time.Since(start).Seconds())
+	w.DomainAUC = &auc
+	w.Thresholds = append(w.Thresholds, schemas.Threshold{Statistic: "domain_auc", Direction: drift.Above, Value: s.ref.domain.Threshold})
+	if alarm && (kind == "count" || w.Window.Count >= m.cfg.MinCount) {
+		w.Alerts = append(w.Alerts, "domain_auc")
+		slices.Sort(w.Alerts)
+		w.Drift = true
+	}
+}
+
+// minDomainTexts is the fewest window texts the domain test runs on.
+const minDomainTexts = 50
 
 func header(r *kgo.Record, key string) string {
 	for _, h := range r.Headers {

@@ -86,21 +86,26 @@ func (f *fakeIndexer) count(kind string) int {
 // shifted one is a drift event on the drift topic, in the metrics, in the
 // report and in the indexer; human labels give the true accuracy.
 func TestMonitorWindows(t *testing.T) {
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "preds", "fb", "drift"))
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "preds", "fb", "drift", "support-queries"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
 	ref := testReference(t)
+	trng := rand.New(rand.NewPCG(9, 9))
+	domain, err := drift.BuildDomainReference(texts(trng, bankWords, 600), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
 	reg := prometheus.NewRegistry()
 	idx := &fakeIndexer{docs: map[string]int{}}
 	m, err := New(Config{Brokers: c.ListenAddrs(), PredictionsTopic: "preds", FeedbackTopic: "fb", DriftTopic: "drift",
-		WindowTime: time.Hour, SampleRate: 1, Indexer: idx, Registerer: reg,
-		References: func(_ context.Context, model, version string) (*drift.Reference, error) {
+		WindowTime: time.Hour, SampleRate: 1, Indexer: idx, Registerer: reg, DomainEvery: 1, InputTopics: []string{"support-queries"},
+		References: func(_ context.Context, model, version string) (ModelReference, error) {
 			if model != "support" || version != "v1" {
-				return nil, fmt.Errorf("no such version %s %s", model, version)
+				return ModelReference{}, fmt.Errorf("no such version %s %s", model, version)
 			}
-			return ref, nil
+			return ModelReference{Drift: ref, Domain: domain}, nil
 		}})
 	if err != nil {
 		t.Fatal(err)
@@ -116,7 +121,7 @@ func TestMonitorWindows(t *testing.T) {
 	}
 	defer cl.Close()
 	rng := rand.New(rand.NewPCG(2, 2))
-	var fb, preds []*kgo.Record
+	var fb, preds, inputs []*kgo.Record
 	at := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
 	for i := range 500 {
 		shifted := i >= 400
@@ -126,6 +131,12 @@ func TestMonitorWindows(t *testing.T) {
 		if rng.Float64() > conf || shifted {
 			truth = testLabels[(l+1)%len(testLabels)]
 		}
+		vocab := bankWords
+		if shifted {
+			vocab = movieWords
+		}
+		in, _ := json.Marshal(schemas.Input{ID: id, Text: texts(trng, vocab, 1)[0]})
+		inputs = append(inputs, &kgo.Record{Topic: "support-queries", Key: []byte(id), Value: in})
 		f, _ := json.Marshal(schemas.Feedback{ID: id, Text: "x", Label: truth})
 		fb = append(fb, &kgo.Record{Topic: "fb", Key: []byte(id), Value: f})
 		p := schemas.Prediction{ID: id, Input: schemas.InputRef{Topic: "support-queries", Offset: int64(i)}, Label: testLabels[l],
@@ -136,10 +147,11 @@ func TestMonitorWindows(t *testing.T) {
 		preds = append(preds, &kgo.Record{Topic: "preds", Value: v, Headers: []kgo.RecordHeader{{Key: "triage-kind", Value: []byte("prediction")}}})
 	}
 	preds = append(preds, &kgo.Record{Topic: "preds", Value: []byte("{not json")})
-	if err := cl.ProduceSync(ctx, fb...).FirstErr(); err != nil {
+	if err := cl.ProduceSync(ctx, append(fb, inputs...)...).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(500 * time.Millisecond) // labels first, as they would be for a labelled window
+
 	if err := cl.ProduceSync(ctx, preds...).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
@@ -158,8 +170,8 @@ func TestMonitorWindows(t *testing.T) {
 	}
 	s := rep.Streams[0]
 	for i, w := range s.Windows {
-		t.Logf("window %d: count %d psi %.4f est %.3f true %v conf %.3f oov %.3f alerts %v",
-			i, w.Window.Count, w.LabelPSI, w.EstimatedAccuracy, deref(w.TrueAccuracy), w.Confidence.Mean, w.Input.OOVRate, w.Alerts)
+		t.Logf("window %d: count %d psi %.4f est %.3f true %v conf %.3f oov %.3f domain AUC %v alerts %v",
+			i, w.Window.Count, w.LabelPSI, w.EstimatedAccuracy, deref(w.TrueAccuracy), w.Confidence.Mean, w.Input.OOVRate, deref(w.DomainAUC), w.Alerts)
 		if w.Window.Count != 100 || w.Window.Kind != "count" || w.Topic != "support-queries" {
 			t.Errorf("window %d: %+v", i, w.Window)
 		}
@@ -171,6 +183,11 @@ func TestMonitorWindows(t *testing.T) {
 			t.Errorf("window %d fails the drift schema: %v", i, err)
 		}
 	}
+	for i, w := range s.Windows {
+		if w.DomainAUC == nil {
+			t.Errorf("window %d has no domain-classifier AUC", i)
+		}
+	}
 	for i, w := range s.Windows[:4] {
 		if w.Drift {
 			t.Errorf("in-distribution window %d drifted: %v", i, w.Alerts)
@@ -180,8 +197,8 @@ func TestMonitorWindows(t *testing.T) {
 		}
 	}
 	last := s.Windows[4]
-	if !last.Drift || !strings.Contains(strings.Join(last.Alerts, ","), "label_psi") {
-		t.Errorf("shifted window: drift %v alerts %v, want label_psi among them", last.Drift, last.Alerts)
+	if !last.Drift || !strings.Contains(strings.Join(last.Alerts, ","), "label_psi") || !strings.Contains(strings.Join(last.Alerts, ","), "domain_auc") {
+		t.Errorf("shifted window: drift %v alerts %v, want label_psi and domain_auc among them", last.Drift, last.Alerts)
 	}
 	if s.DriftEvents != 1 || s.Reference == nil || len(s.Reference.Thresholds) == 0 {
 		t.Errorf("drift events %d, reference %+v", s.DriftEvents, s.Reference)
@@ -244,6 +261,23 @@ func TestMonitorTimeWindowsAndSwap(t *testing.T) {
 	if s.close("time", 50) != nil {
 		t.Error("closing an empty stream reported a window")
 	}
+}
+
+var (
+	bankWords  = strings.Fields("my card payment transfer account money refund pending declined atm cash top up balance fee exchange rate pin blocked arrived still why can i how do you the a is not")
+	movieWords = strings.Fields("the film movie plot actor director scenes funny boring story characters performance cast script its a is not and of with too much great bad")
+)
+
+func texts(rng *rand.Rand, vocab []string, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		ws := make([]string, 5+rng.IntN(8))
+		for j := range ws {
+			ws[j] = vocab[rng.IntN(len(vocab))]
+		}
+		out[i] = strings.Join(ws, " ")
+	}
+	return out
 }
 
 func deref(p *float64) any {

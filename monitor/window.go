@@ -2,6 +2,7 @@ package monitor
 
 import (
 	"math"
+	"math/rand/v2"
 	"sort"
 	"time"
 
@@ -22,6 +23,20 @@ type stream struct {
 	last     time.Time
 	history  []schemas.DriftWindow
 	events   int
+	closed   int      // windows reported
+	ids      []string // a uniform sample of the window's record ids, for the domain test
+	seen     int      // ids offered to the sample
+}
+
+// sampleID keeps a uniform sample of up to drift.DomainSample of the
+// window's ids (reservoir sampling).
+func (s *stream) sampleID(id string, rng *rand.Rand) {
+	s.seen++
+	if len(s.ids) < drift.DomainSample {
+		s.ids = append(s.ids, id)
+	} else if j := rng.IntN(s.seen); j < drift.DomainSample {
+		s.ids[j] = id
+	}
 }
 
 func (s *stream) open(version string, ref *modelRef, at time.Time) {
@@ -30,6 +45,7 @@ func (s *stream) open(version string, ref *modelRef, at time.Time) {
 		n = len(ref.ref.Labels)
 	}
 	s.version, s.ref, s.win, s.count = version, ref, drift.NewWindow(n), 0
+	s.ids, s.seen = nil, 0
 	s.openedAt, s.first, s.last = time.Now(), at, at
 }
 

@@ -60,6 +60,25 @@ go test -count=1 -timeout 25m -tags integration -run 'TestStreamingApacheKafka|T
 grep -E '^(=== RUN|--- |    ---|PASS|FAIL|ok)|_test.go' "$log" || true
 if [ "$rc" -ne 0 ]; then tail -n 60 "$log"; exit "$rc"; fi
 
+step "monitoring: drift on Apache Kafka + a real Elasticsearch 7.17 (scripts/elasticsearch-local): no drift in distribution, out-of-domain and label-prior shifts caught, Elasticsearch stopped mid-stream"
+log="$(mktemp)"
+rc=0
+go test -count=1 -timeout 15m -tags integration -run 'TestDriftApacheKafka' -v ./internal/streamtest/ >"$log" 2>&1 || rc=$?
+grep -E '^(=== RUN|--- |    ---|PASS|FAIL|ok)|_test.go' "$log" || true
+if [ "$rc" -ne 0 ]; then tail -n 60 "$log"; exit "$rc"; fi
+
+step "Elasticsearch shipping against a real node: templates, documents, logs, node stopped and restarted"
+go test -count=1 -timeout 10m -tags elasticsearch ./monitoring/elastic/
+
+step "Prometheus rules: promtool check config/rules and promtool test rules (Debian prometheus)"
+bash scripts/promtool-check.sh
+
+step "live Prometheus scraping triage dev (with Elasticsearch): every Grafana panel and rule expression returns series"
+rc=0
+go test -count=1 -timeout 10m -tags prometheus -v ./monitoring/livetest/ >"$log" 2>&1 || rc=$?
+grep -E '^(=== RUN|--- |PASS|FAIL|ok)|expressions' "$log" || true
+if [ "$rc" -ne 0 ]; then tail -n 80 "$log"; exit "$rc"; fi
+
 step "experiment tracking against a real MLflow server (scripts/mlflow-local: PyPI mlflow 3.17.2 in .cache/mlflow-venv)"
 go test -count=1 -timeout 10m -tags mlflow ./tracking/
 

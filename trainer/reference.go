@@ -1,7 +1,9 @@
 package trainer
 
 import (
+	"encoding/json"
 	"fmt"
+	"log/slog"
 	"math"
 
 	"github.com/triage-ml/triage/bundle"
@@ -94,6 +96,25 @@ func monitoringReference(m *Linear, in referenceInputs) (*drift.Reference, error
 		return nil, fmt.Errorf("drift reference: %w", err)
 	}
 	return ref, nil
+}
+
+// domainFile builds the domain-classifier reference from the validation
+// texts, as a bundle file; nil (no file, the monitor skips the test) when
+// the split is too small to measure the test's null distribution.
+func domainFile(texts []string, seed uint64, log *slog.Logger) []bundle.CopyFile {
+	d, err := drift.BuildDomainReference(texts, seed)
+	if err != nil {
+		log.Warn("no domain-classifier reference: the monitor skips that test for this model", "err", err)
+		return nil
+	}
+	data, err := json.Marshal(d)
+	if err != nil {
+		log.Warn("domain-classifier reference not encoded", "err", err)
+		return nil
+	}
+	log.Info("domain-classifier reference measured", "texts", len(d.Texts), "null_auc_mean", d.NullMean,
+		"null_auc_sd", d.NullSD, "threshold", d.Threshold)
+	return []bundle.CopyFile{{Name: bundle.DomainFile, Data: data}}
 }
 
 // centroidOf is the bundle encoder's centroid, nil without an encoder.

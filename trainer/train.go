@@ -385,6 +385,7 @@ func Train(ctx context.Context, opts Options) (*Result, error) {
 		LabelColumn: opts.LabelColumn, Rows: len(ds.Examples), TrainRows: len(train), ValRows: len(val),
 		Seed: opts.Seed, ValFraction: opts.ValFraction, GoVersion: runtime.Version()}
 	m.Training.Seconds = time.Since(start).Seconds()
+	extra = append(extra, domainFile(texts(val), opts.Seed, log)...)
 	if err := bundle.Write(opts.OutDir, &m, vocab, onnxBytes, extra...); err != nil {
 		return nil, err
 	}

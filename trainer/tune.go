@@ -996,6 +996,7 @@ func (r *tuneRun) refit(ctx context.Context, ds *dataset.Dataset, res *TuneResul
 		Seed: r.opts.Seed, ValFraction: r.opts.HoldoutFraction, GoVersion: runtime.Version()}
 	res.Seconds = time.Since(start).Seconds()
 	man.Training.Seconds = res.Seconds
+	extra = append(extra, domainFile(texts(r.holdout), r.opts.Seed, r.log)...)
 	if err := bundle.Write(r.opts.OutDir, &man, fs.vocab, onnxBytes, extra...); err != nil {
 		return err
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/peterbourgon/ff/v3"
 	"github.com/peterbourgon/ff/v3/ffcli"
 	"github.com/peterbourgon/ff/v3/ffyaml"
+	"github.com/triage-ml/triage/monitoring/elastic"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -68,7 +69,9 @@ func (g *globals) logger(w io.Writer) (*slog.Logger, error) {
 			return nil, fmt.Errorf("--cpu-profile: %w", err)
 		}
 	}
-	l := slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: lvl}))
+	// ECS field names (@timestamp, log.level, message, service.name), so
+	// the same lines read alike on stderr and in triage-logs-*.
+	l := slog.New(elastic.NewECSJSONHandler(w, &slog.HandlerOptions{Level: lvl}, elastic.DefaultService))
 	// Packages without a logger of their own (ONNX Runtime session set-up)
 	// log through the default, so it must be this JSON logger too.
 	slog.SetDefault(l)
@@ -129,7 +132,7 @@ func withEnv(root *ffcli.Command, args []string, getenv func(string) string) []s
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// JSON from the first line; commands with --log-level replace it.
-	slog.SetDefault(slog.New(slog.NewJSONHandler(stderr, nil)))
+	slog.SetDefault(slog.New(elastic.NewECSJSONHandler(stderr, nil, elastic.DefaultService)))
 	root := &ffcli.Command{
 		Name:       "triage",
 		ShortUsage: "triage <subcommand> [flags]",

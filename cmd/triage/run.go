@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -25,6 +27,7 @@ import (
 	"github.com/triage-ml/triage/internal/lifecycle"
 	"github.com/triage-ml/triage/internal/telemetry"
 	"github.com/triage-ml/triage/monitor"
+	"github.com/triage-ml/triage/monitoring/elastic"
 	"github.com/triage-ml/triage/producer"
 	"github.com/triage-ml/triage/registry"
 	"github.com/triage-ml/triage/retrain"
@@ -51,6 +54,8 @@ type roleDef struct {
 // roles is the role table. `all` is every public role but the broker,
 // which only `triage dev` (or an explicit --target broker) runs.
 var roles = []roleDef{
+	{name: "elasticsearch", internal: true, help: "ships drift windows, prediction samples and logs to Elasticsearch (--elasticsearch-url)",
+		build: (*app).elasticRole},
 	{name: "broker", help: "embedded Kafka-protocol broker (kfake), persisted to disk; development only", build: (*app).brokerRole},
 	{name: "trainer", after: []string{"broker"}, help: "training jobs (POST /v1/train, triage.train-requests); registers versions; bootstraps default models",
 		build: (*app).trainerRole},
@@ -58,7 +63,7 @@ var roles = []roleDef{
 		build: (*app).modelsRole},
 	{name: "consumer", deps: []string{"models", "metrics"}, after: []string{"broker"}, help: "classifies input topics into the predictions topic (consumer group, exactly-once)",
 		build: (*app).consumerRole},
-	{name: "monitor", deps: []string{"metrics"}, after: []string{"broker", "trainer"}, help: "drift monitoring: windows of predictions vs each model's reference; triage.drift, Elasticsearch, GET /v1/drift",
+	{name: "monitor", deps: []string{"metrics"}, after: []string{"elasticsearch", "broker", "trainer"}, help: "drift monitoring: windows of predictions vs each model's reference; triage.drift, Elasticsearch, GET /v1/drift",
 		build: (*app).monitorRole},
 	{name: "gateway", deps: []string{"models"}, after: []string{"broker", "trainer", "monitor"}, help: "REST API: predict, models, promote/rollback, training jobs, feedback, drift",
 		build: (*app).gatewayRole},
@@ -149,6 +154,7 @@ type app struct {
 	gf      gatewayFlags
 	rf      retrainFlags
 	mf      monitor.Config
+	es      elastic.Config
 	ef      encoderFlags
 	targets string
 
@@ -178,6 +184,7 @@ type app struct {
 	jobs     *trainer.JobService
 	consumer *consumer.Consumer
 	monitor  *monitor.Monitor
+	sink     *elastic.Sink
 	gateway  *gateway.Server
 	manager  *lifecycle.Manager
 	recorder *tracking.Recorder
@@ -197,6 +204,7 @@ func (a *app) register(fs *flag.FlagSet, dev bool) {
 	a.gf.register(fs)
 	a.rf.register(fs)
 	a.mf.RegisterFlags(fs)
+	a.es.RegisterFlags(fs)
 	a.ef.register(fs, "sentence encoder folder (`make encoder`): default models and training jobs train hybrid heads (n-grams + encoder)",
 		"encoder variant of hybrid models")
 	fs.StringVar(&a.brokers, "brokers", "127.0.0.1:9092", "Kafka bootstrap addresses, comma-separated (dev: the embedded broker)")
@@ -300,6 +308,18 @@ func (a *app) run(ctx context.Context, dev bool) error {
 		return fmt.Errorf("--registry %s: %w", a.registryDir, err)
 	}
 	a.metrics = telemetry.NewRegistry()
+	if a.es.Enabled() {
+		// Shipping starts first and stops last, so every role's logs
+		// reach Elasticsearch (or are counted as dropped).
+		if a.sink, err = elastic.New(a.es, a.metrics, a.log); err != nil {
+			return err
+		}
+		a.log = slog.New(elastic.NewLogHandler(a.log.Handler(), a.sink, slog.LevelInfo))
+		slog.SetDefault(a.log)
+		esDef, _ := roleByName("elasticsearch")
+		defs = append([]roleDef{esDef}, defs...)
+		a.running[esDef.name] = true
+	}
 	tr, mirror, err := tracking.Open(a.mlflowURI, a.runsDir, tracking.MLflowOptions{Logger: a.log})
 	if err != nil {
 		return fmt.Errorf("--mlflow-uri %s: %w", a.mlflowURI, err)
@@ -534,12 +554,22 @@ func (a *app) consumerRole() (lifecycle.Role, error) {
 	}, nil
 }
 
+func (a *app) elasticRole() (lifecycle.Role, error) {
+	return lifecycle.Role{Run: func(ctx context.Context) error { return a.sink.Run(ctx) }}, nil
+}
+
 func (a *app) monitorRole() (lifecycle.Role, error) {
 	return lifecycle.Role{
 		Start: func(ctx context.Context) error {
 			cfg := a.mf
 			cfg.Brokers, cfg.Logger, cfg.Registerer = a.brokerList(), a.log, a.metrics
 			cfg.References = a.driftReference
+			for topic := range a.routes() {
+				cfg.InputTopics = append(cfg.InputTopics, topic)
+			}
+			if a.sink != nil {
+				cfg.Indexer = a.sink
+			}
 			m, err := monitor.New(cfg)
 			if err != nil {
 				return err
@@ -551,17 +581,28 @@ func (a *app) monitorRole() (lifecycle.Role, error) {
 	}, nil
 }
 
-// driftReference reads a registered version's drift reference.
-func (a *app) driftReference(ctx context.Context, model, version string) (*drift.Reference, error) {
+// driftReference reads a registered version's drift references.
+func (a *app) driftReference(ctx context.Context, model, version string) (monitor.ModelReference, error) {
 	v, err := a.store.Get(ctx, model, version)
 	if err != nil {
-		return nil, err
+		return monitor.ModelReference{}, err
 	}
 	b, err := bundle.Load(v.Dir)
 	if err != nil {
-		return nil, err
+		return monitor.ModelReference{}, err
 	}
-	return b.Manifest.Monitoring, nil
+	ref := monitor.ModelReference{Drift: b.Manifest.Monitoring}
+	if _, ok := b.Manifest.Files[bundle.DomainFile]; ok {
+		raw, err := os.ReadFile(b.Path(bundle.DomainFile))
+		if err != nil {
+			return ref, err
+		}
+		ref.Domain = &drift.DomainReference{}
+		if err := json.Unmarshal(raw, ref.Domain); err != nil {
+			return ref, fmt.Errorf("%s: %w", bundle.DomainFile, err)
+		}
+	}
+	return ref, nil
 }
 
 func (a *app) metricsRole() (lifecycle.Role, error) {
@@ -611,7 +652,7 @@ func (a *app) gatewayRole() (lifecycle.Role, error) {
 				}
 				a.closers = append(a.closers, sink.Close)
 				cfg.Feedback = func(ctx context.Context, fb gateway.FeedbackRecord) error {
-					return sink.Publish(ctx, schemas.Feedback{ID: fb.ID, Text: fb.Text, Label: fb.Label, Model: fb.Model, Annotator: fb.Annotator})
+					return sink.Publish(ctx, schemas.Feedback{ID: fb.ID, Text: fb.Text, Label: fb.Label, Model: fb.Model, Annotator: fb.Annotator, Eval: fb.Eval})
 				}
 			}
 			adm, err := a.adminFor(ctx)

@@ -54,7 +54,7 @@ func TestCLITune(t *testing.T) {
 	if got.Holdout.N != 18 || got.Rows["train"] != 147 || got.Rows["validation"] != 15 || got.Holdout.Refit["accuracy"] == 0 {
 		t.Errorf("rows %v holdout %+v", got.Rows, got.Holdout)
 	}
-	if !strings.Contains(r.stderr, `"msg":"rung done"`) {
+	if !strings.Contains(r.stderr, `"message":"rung done"`) {
 		t.Errorf("no per-rung progress on stderr:\n%s", r.stderr)
 	}
 
