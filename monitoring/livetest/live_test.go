@@ -22,17 +22,12 @@ package livetest
 //     alert expression through /api/v1/query, and prints a table of
 //     expression -> series count.
 //
-// Each must parse and return at least one series. Two documented exceptions:
-//
-//   - An alert expression that returns nothing in a healthy run (its
+// Each must parse and return at least one series. One documented exception:
+// an alert expression that returns nothing in a healthy run (its
 //     thresholds are not met) is evaluated again with every comparison against
 //     a number removed ("x > 0.05 and y > 0.02" -> "x and y"); that must return
 //     a series. All thresholds go, not only the last, because the burn-rate
 //     alerts compare in each of four terms.
-//   - An expression that returns nothing because a metric it reads is not
-//     exported yet by `triage dev` is reported as pending, not failed, when
-//     that metric belongs to work in progress (pendingPrefixes). Once the
-//     metric is exported, the expression must return series like any other.
 //
 // Grafana variables are replaced by grafana.ExampleValues ($job=triage-dev,
 // $model=support, $__rate_interval=1m, ...).
@@ -69,10 +64,6 @@ import (
 // jobName is the scrape job of triage dev here; grafana.ExampleValues uses it
 // for $job.
 const jobName = "triage-dev"
-
-// pendingPrefixes would name metrics still being added by other work; none
-// are now: every expression must return series.
-var pendingPrefixes []string
 
 func TestMonitoringAgainstLivePrometheus(t *testing.T) {
 	began := time.Now()
@@ -172,17 +163,11 @@ func TestMonitoringAgainstLivePrometheus(t *testing.T) {
 		// dead letters, below every alert's threshold.
 		t.Logf("alerts pending or firing at the end of the healthy run: %v", firing)
 	}
-	var failed, pending []string
+	var failed []string
 	for _, r := range ev.rows {
-		switch r.status {
-		case statusFail:
+		if r.status == statusFail {
 			failed = append(failed, fmt.Sprintf("%s %s: %s\n    %s", r.kind, r.name, r.note, r.expr))
-		case statusPending:
-			pending = append(pending, fmt.Sprintf("%s %s (%s)", r.kind, r.name, r.note))
 		}
-	}
-	if len(pending) > 0 {
-		t.Logf("%d expressions return no series because their metric is not exported yet:\n  %s", len(pending), strings.Join(pending, "\n  "))
 	}
 	if len(failed) > 0 {
 		t.Errorf("%d expressions failed:\n  %s", len(failed), strings.Join(failed, "\n  "))
@@ -738,9 +723,8 @@ func checkRulesLoaded(t *testing.T, p *promServer, rules []ruleDef) {
 // ---------------------------------------------------------------- evaluation
 
 const (
-	statusOK      = "ok"
-	statusPending = "pending"
-	statusFail    = "FAIL"
+	statusOK   = "ok"
+	statusFail = "FAIL"
 )
 
 type row struct {
@@ -804,18 +788,7 @@ func (e *evaluator) add(kind, name, expr string, n int, err error) {
 		r.status, r.note = statusFail, err.Error()
 	case n == 0:
 		absent := e.absentMetrics(expr, map[string]bool{})
-		var notYet []string
-		for _, m := range absent {
-			for _, p := range pendingPrefixes {
-				if strings.HasPrefix(m, p) {
-					notYet = append(notYet, m)
-					break
-				}
-			}
-		}
 		switch {
-		case len(notYet) > 0:
-			r.status, r.note = statusPending, "not exported yet: "+strings.Join(notYet, ", ")
 		case len(absent) > 0:
 			r.status, r.note = statusFail, "no series; triage dev does not export "+strings.Join(absent, ", ")
 		default:
@@ -877,22 +850,20 @@ func (e *evaluator) table() string {
 	for _, r := range e.rows {
 		counts[r.status]++
 	}
-	fmt.Fprintf(&b, "%d expressions: %d ok, %d pending (metric not exported yet), %d failed\n",
-		len(e.rows), counts[statusOK], counts[statusPending], counts[statusFail])
+	fmt.Fprintf(&b, "%d expressions: %d ok, %d failed\n", len(e.rows), counts[statusOK], counts[statusFail])
 	return b.String()
 }
 
 // checkTheChecker proves the evaluation can fail: a syntax error, a selector
-// matching nothing and a metric nobody exports fail; a missing metric under a
-// pending prefix is only pending; thresholds are stripped as documented.
+// matching nothing and a metric nobody exports fail; thresholds are stripped
+// as documented.
 func checkTheChecker(t *testing.T, live *evaluator) {
 	t.Helper()
 	ev := &evaluator{prom: live.prom, exported: live.exported, records: live.records}
 	ev.query("probe", "syntax error", `sum(rate(triage_gateway_requests_total[1m])`)
 	ev.query("probe", "no matching series", `triage_gateway_requests_total{job="no-such-job"}`)
 	ev.query("probe", "unknown metric", `triage_gateway_no_such_metric_total`)
-	ev.query("probe", "pending metric", `triage_monitor_no_such_metric`)
-	want := []string{statusFail, statusFail, statusFail, statusPending}
+	want := []string{statusFail, statusFail, statusFail}
 	for i, r := range ev.rows {
 		if r.status != want[i] {
 			t.Errorf("checker self-test %q: status %s (%s), want %s", r.name, r.status, r.note, want[i])
