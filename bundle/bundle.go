@@ -126,6 +126,16 @@ type Trial struct {
 	BestEpoch   int            `json:"best_epoch"`
 	ValAccuracy float64        `json:"val_accuracy"`
 	ValMacroF1  float64        `json:"val_macro_f1"`
+	// Curve is the validation score after each epoch the trial trained,
+	// logged to the tracker as per-epoch metrics.
+	Curve []EpochScore `json:"curve,omitempty"`
+}
+
+// EpochScore is one epoch's validation score.
+type EpochScore struct {
+	Epoch       int     `json:"epoch"`
+	ValAccuracy float64 `json:"val_accuracy"`
+	ValMacroF1  float64 `json:"val_macro_f1"`
 }
 
 // Training records where the model came from.

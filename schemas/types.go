@@ -209,11 +209,11 @@ func ReasonCodes() []string {
 // Label belongs to; records written before it existed carry none and count
 // for whichever model a snapshot is taken for (package snapshot).
 type Feedback struct {
-	ID        string     `json:"id"`
-	Text      string     `json:"text"`
-	Label     string     `json:"label"`
-	Model     string     `json:"model,omitempty"`
-	Annotator string     `json:"annotator,omitempty"`
+	ID        string `json:"id"`
+	Text      string `json:"text"`
+	Label     string `json:"label"`
+	Model     string `json:"model,omitempty"`
+	Annotator string `json:"annotator,omitempty"`
 	// Eval holds the label out of training: retraining adds it to the
 	// model's fixed evaluation set.
 	Eval      bool       `json:"eval,omitempty"`

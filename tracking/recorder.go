@@ -98,8 +98,10 @@ func (r *Recorder) record(ctx context.Context, model, version, dir string, tags 
 	return parent.ID(), nil
 }
 
-// trial logs one hyper-parameter setting of the search as a child run; its
-// metrics are logged at the epoch the search kept.
+// trial logs one hyper-parameter setting of the search as a child run: the
+// validation score after every epoch it trained (val_accuracy and
+// val_macro_f1, step = epoch) and the epoch the search kept with its score
+// (best_*). Trials recorded without a curve log their kept score only.
 func (r *Recorder) trial(ctx context.Context, model, parentID string, i int, t bundle.Trial) error {
 	keys := slices.Sorted(maps.Keys(t.Params))
 	name := fmt.Sprintf("trial %d", i+1)
@@ -117,9 +119,22 @@ func (r *Recorder) trial(ctx context.Context, model, parentID string, i int, t b
 	if err := run.LogParams(ctx, params); err != nil {
 		return fmt.Errorf("log trial params: %w", err)
 	}
-	step := int64(t.BestEpoch)
-	for k, v := range map[string]float64{"val_accuracy": t.ValAccuracy, "val_macro_f1": t.ValMacroF1} {
-		if err := run.LogMetric(ctx, k, v, step); err != nil {
+	curve := t.Curve
+	if len(curve) == 0 {
+		curve = []bundle.EpochScore{{Epoch: t.BestEpoch, ValAccuracy: t.ValAccuracy, ValMacroF1: t.ValMacroF1}}
+	}
+	best := int64(t.BestEpoch)
+	type point struct {
+		key   string
+		value float64
+		step  int64
+	}
+	points := []point{{"best_epoch", float64(t.BestEpoch), best}, {"best_val_accuracy", t.ValAccuracy, best}, {"best_val_macro_f1", t.ValMacroF1, best}}
+	for _, e := range curve {
+		points = append(points, point{"val_accuracy", e.ValAccuracy, int64(e.Epoch)}, point{"val_macro_f1", e.ValMacroF1, int64(e.Epoch)})
+	}
+	for _, p := range points {
+		if err := run.LogMetric(ctx, p.key, p.value, p.step); err != nil {
 			return fmt.Errorf("log trial metric: %w", err)
 		}
 	}

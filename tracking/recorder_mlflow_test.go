@@ -48,14 +48,34 @@ func TestRealMLflowRecorder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	children := 0
+	children, curves := 0, 0
 	for _, r := range runs {
 		if r.ParentID == parent {
 			children++
 			if _, ok := r.Latest("val_accuracy"); !ok || len(r.Params) == 0 {
 				t.Errorf("trial run %s: params %v metrics %v", r.Name, r.Params, r.Metrics)
 			}
+			// Per-epoch metrics: the validation score at every epoch trained.
+			full, err := c.Get(ctx, r.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			hist := full.Metrics["val_accuracy"]
+			for i := 1; i < len(hist); i++ {
+				if hist[i].Step != hist[i-1].Step+1 {
+					t.Errorf("trial run %s: val_accuracy steps %v are not consecutive epochs", r.Name, hist)
+				}
+			}
+			if len(hist) > 1 {
+				curves++
+			}
+			if _, ok := full.Latest("best_val_accuracy"); !ok {
+				t.Errorf("trial run %s has no best_val_accuracy", r.Name)
+			}
 		}
+	}
+	if curves == 0 {
+		t.Error("no trial run has a per-epoch val_accuracy history")
 	}
 	if children != len(res.Manifest.Metrics.Search) || children == 0 {
 		t.Errorf("%d trial runs, want %d", children, len(res.Manifest.Metrics.Search))

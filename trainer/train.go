@@ -524,6 +524,7 @@ func search(ctx context.Context, opts Options, trX []featurizer.Vector, trY []in
 		}
 	}
 	results := make([]candidate, len(grid))
+	curves := make([][]bundle.EpochScore, len(grid))
 	g, ctx := errgroup.WithContext(ctx)
 	g.SetLimit(opts.Workers)
 	for i, hp := range grid {
@@ -532,6 +533,7 @@ func search(ctx context.Context, opts Options, trX []featurizer.Vector, trY []in
 			stale := 0
 			_, err := fit(ctx, trX, trY, numFeatures, len(labels), hp, opts.MaxEpochs, opts.Seed+uint64(i), func(epoch int, m *Linear) bool {
 				r := evaluate(m, vaX, vaY, labels)
+				curves[i] = append(curves[i], bundle.EpochScore{Epoch: epoch, ValAccuracy: r.Accuracy, ValMacroF1: r.MacroF1})
 				c := candidate{params: hp, report: r}
 				c.params.Epochs = epoch
 				if best.model == nil || better(c, best) {
@@ -559,7 +561,7 @@ func search(ctx context.Context, opts Options, trX []featurizer.Vector, trY []in
 	trials := make([]bundle.Trial, len(results))
 	for i, r := range results {
 		trials[i] = bundle.Trial{Params: map[string]any{"loss": r.params.Loss, "learning_rate": r.params.LearningRate, "l2": r.params.L2},
-			BestEpoch: r.params.Epochs, ValAccuracy: r.report.Accuracy, ValMacroF1: r.report.MacroF1}
+			BestEpoch: r.params.Epochs, ValAccuracy: r.report.Accuracy, ValMacroF1: r.report.MacroF1, Curve: curves[i]}
 	}
 	best := slices.MinFunc(results, func(a, b candidate) int {
 		if better(a, b) {

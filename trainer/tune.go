@@ -120,6 +120,8 @@ type TuneTrial struct {
 	ValMacroF1   float64 `json:"val_macro_f1"`
 	Status       string  `json:"status"`
 	EarlyStopped bool    `json:"early_stopped"` // stopped by Patience
+	// Curve is the validation score after each epoch trained.
+	Curve []bundle.EpochScore `json:"curve,omitempty"`
 }
 
 // Score is accuracy and macro-F1 on one split.
@@ -470,7 +472,7 @@ func (r *tuneRun) baseline(ctx context.Context) (trials []TuneTrial, model *Line
 				Params: TuneParams{Featurizer: cfg, EncoderScale: sc, Loss: t.Params["loss"].(string),
 					LearningRate: t.Params["learning_rate"].(float64), L2: t.Params["l2"].(float64)},
 				Seed: r.opts.Seed + uint64(i), BestEpoch: t.BestEpoch,
-				ValAccuracy: t.ValAccuracy, ValMacroF1: t.ValMacroF1, Status: TrialCompleted})
+				ValAccuracy: t.ValAccuracy, ValMacroF1: t.ValMacroF1, Status: TrialCompleted, Curve: t.Curve})
 		}
 		if fs == nil || better(b, best) {
 			best, fs, scale = b, set, sc
@@ -707,6 +709,7 @@ func (b *bracket) runTrial(ctx context.Context, t *trial) error {
 		c := candidate{params: t.hp, report: evaluate(m, fs.xs[1], r.vaY, r.labels)}
 		c.params.Epochs = epoch
 		b.mu.Lock() // arrive reads best from other goroutines
+		t.Curve = append(t.Curve, bundle.EpochScore{Epoch: epoch, ValAccuracy: c.report.Accuracy, ValMacroF1: c.report.MacroF1})
 		if !t.trained || better(c, t.best) {
 			t.best, stale = c, 0
 		} else {
@@ -1023,5 +1026,5 @@ func (t TuneTrial) bundleTrial(ngram, encoder bool) bundle.Trial {
 	if encoder {
 		p["encoder_scale"] = t.Params.EncoderScale
 	}
-	return bundle.Trial{Params: p, BestEpoch: t.BestEpoch, ValAccuracy: t.ValAccuracy, ValMacroF1: t.ValMacroF1}
+	return bundle.Trial{Params: p, BestEpoch: t.BestEpoch, ValAccuracy: t.ValAccuracy, ValMacroF1: t.ValMacroF1, Curve: t.Curve}
 }
