@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/triage-ml/triage/bundle"
 	"github.com/triage-ml/triage/inference"
 	"github.com/triage-ml/triage/internal/scoring"
 	"github.com/triage-ml/triage/registry"
@@ -345,5 +346,29 @@ func TestEvalSetGrowsOnlyWithMarkedLabels(t *testing.T) {
 	}
 	if g, _, _ := r.evalSet("m", snapshot.Snapshot{Rows: marked}, true); len(g) != 12 {
 		t.Errorf("a rerun added the marked labels again: %d rows", len(g))
+	}
+}
+
+// TestRetrainWithTuning: a run that tunes (trainer.TuneTrain) registers a
+// bundle whose hyper-parameters came from the search, refitted.
+func TestRetrainWithTuning(t *testing.T) {
+	e := newEnv(t, trainer.TuneTrain(8*time.Second))
+	res, err := e.runner.Retrain(context.Background(), "support", TriggerManual, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Promoted || e.trains.Load() != 1 {
+		t.Fatalf("tuned run: %+v (%d trainings)", res, e.trains.Load())
+	}
+	v, err := e.reg.Get(context.Background(), "support", res.Version)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := bundle.Load(v.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Manifest.HyperParams["refit"] != "train+validation" || m.Manifest.HyperParams["search"] == nil || len(m.Manifest.Metrics.Search) < 2 {
+		t.Errorf("registered bundle was not tuned: hyper-parameters %v, %d trials", m.Manifest.HyperParams, len(m.Manifest.Metrics.Search))
 	}
 }

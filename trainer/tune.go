@@ -262,6 +262,21 @@ func round3(x float64) float64 {
 	return f
 }
 
+// TuneTrain adapts Tune to Train's signature for callers that take a
+// training function (retraining): the data, output, name, seed, features
+// and encoder come from opts; budget bounds the search.
+func TuneTrain(budget time.Duration) func(ctx context.Context, opts Options) (*Result, error) {
+	return func(ctx context.Context, opts Options) (*Result, error) {
+		res, err := Tune(ctx, TuneOptions{DataPath: opts.DataPath, TextColumn: opts.TextColumn, LabelColumn: opts.LabelColumn,
+			OutDir: opts.OutDir, Name: opts.Name, Version: opts.Version, Seed: opts.Seed, Budget: budget,
+			Workers: opts.Workers, Features: opts.Features, Encoder: opts.Encoder, Logger: opts.Logger})
+		if err != nil {
+			return nil, err
+		}
+		return &Result{Dir: res.Dir, Manifest: res.Manifest}, nil
+	}
+}
+
 // Tune searches hyper-parameters on a validation split, refits the best
 // setting on training + validation and writes that bundle to opts.OutDir,
 // with every trial in its Metrics.Search.

@@ -30,6 +30,7 @@ type retrainFlags struct {
 	snapshots, schedules string
 	threshold            int
 	maxEpochs            int
+	tuneBudget           time.Duration
 	checkEvery           time.Duration
 	gate                 retrain.Gate
 }
@@ -40,6 +41,7 @@ func (f *retrainFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&f.threshold, "retrain-threshold", 0, "trainer: retrain a default model once this many new labels arrived since its latest snapshot (0 = never)")
 	fs.DurationVar(&f.checkEvery, "retrain-check-interval", 30*time.Second, "trainer: how often new labels are counted against --retrain-threshold")
 	fs.IntVar(&f.maxEpochs, "retrain-max-epochs", 0, "epoch cap of retraining runs (0 = the trainer's default)")
+	fs.DurationVar(&f.tuneBudget, "retrain-tune-budget", 0, "each retraining run tunes hyper-parameters for this long (triage tune: random search with successive halving, refit) instead of training the default grid (0 = the grid)")
 	f.gate.RegisterFlags(fs)
 }
 
@@ -95,7 +97,12 @@ func retrainRunner(f *retrainFlags, store registry.Store, promote func(ctx conte
 	for _, dm := range trainer.DefaultModels {
 		bases[dm.Name] = retrain.Base{Path: filepath.Join(datasets, dm.File), TextColumn: dm.TextColumn, LabelColumn: dm.LabelColumn}
 	}
+	var train func(ctx context.Context, opts trainer.Options) (*trainer.Result, error) // nil: the grid (trainer.Train)
+	if f.tuneBudget > 0 {
+		train = trainer.TuneTrain(f.tuneBudget)
+	}
 	return retrain.New(retrain.Config{Registry: store, Promote: promote, Snapshots: snaps, Feedback: feedback, Bases: bases,
+		Train:           train,
 		DeadLetterTopic: deadLetters,
 		WorkDir:         workDir, Gate: f.gate, Logger: log,
 		Open:    func(dir string) (retrain.Model, error) { return inference.Open(dir, opts) },
