@@ -281,7 +281,7 @@ func TestLogHandlerShipsECSDocuments(t *testing.T) {
 	s, _ := startSink(t, cfg, nil)
 	var stderr bytes.Buffer
 	var mu sync.Mutex
-	logger := slog.New(NewLogHandler(NewECSJSONHandler(lockedBuffer{&mu, &stderr}, nil, "triage-it"), s, slog.LevelWarn)).
+	logger := slog.New(NewLogHandler(NewECSJSONHandler(lockedWriter{&mu, &stderr}, nil, "triage-it"), s, slog.LevelWarn)).
 		With("triage.role", "consumer")
 	reason := fmt.Sprintf("bad-json-%d", time.Now().UnixNano())
 	logger.Info("not shipped", "event.reason", reason)
@@ -334,17 +334,6 @@ func TestLogHandlerShipsECSDocuments(t *testing.T) {
 	if n := esCount(t, "triage-logs-*", `{"bool":{"filter":[{"term":{"event.reason":"`+reason+`"}},{"term":{"batch.size":4}}]}}`); n != 1 {
 		t.Errorf("grouped attribute batch.size: %d hits, want 1", n)
 	}
-}
-
-type lockedBuffer struct {
-	mu *sync.Mutex
-	b  *bytes.Buffer
-}
-
-func (l lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
 }
 
 func equalJSON(a, b any) bool {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"io"
 	"log/slog"
 	"math"
 	"slices"
@@ -445,9 +446,10 @@ func TestSinkOwnLogsAreNotShipped(t *testing.T) {
 	}
 }
 
+// lockedWriter serialises writes to w (a buffer read by the test).
 type lockedWriter struct {
 	mu *sync.Mutex
-	w  *strings.Builder
+	w  io.Writer
 }
 
 func (l lockedWriter) Write(p []byte) (int, error) {
