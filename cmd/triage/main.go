@@ -160,6 +160,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			versionCommand(stdout),
 		},
 	}
+	root.Subcommands = append(root.Subcommands, flagsCommand(root, stdout))
 	root.Exec = groupExec(&root, "triage")
 	for _, c := range root.Subcommands {
 		if c.FlagSet != nil {
