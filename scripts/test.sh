@@ -4,7 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-step() { printf '\n== %s\n' "$*" >&2; }
+started=$SECONDS
+# Each step says how far into the run it starts: CI has 30 minutes.
+step() { printf '\n== [%dm%02ds] %s\n' $(((SECONDS - started) / 60)) $(((SECONDS - started) % 60)) "$*" >&2; }
 
 step "ONNX Runtime shared library"
 ONNXRUNTIME_LIB="$(bash scripts/fetch-onnxruntime.sh | tail -n1)"
@@ -88,3 +90,5 @@ bash scripts/gateway-e2e.sh
 step "fuzz (short): featuriser and gateway request decoding"
 go test -run '^$' -fuzz '^FuzzTransform$' -fuzztime "${FUZZ_TIME:-20s}" ./featurizer
 go test -run '^$' -fuzz '^FuzzDecodePredictRequest$' -fuzztime "${FUZZ_TIME:-20s}" ./gateway
+
+step "done"
