@@ -323,6 +323,10 @@ func openAPIDocument() obj {
 	}
 }
 
+// OpenAPIJSON returns the gateway's OpenAPI 3.1 document, as GET
+// /openapi.json serves it (for the documentation site's REST reference).
+func OpenAPIJSON() ([]byte, error) { return openAPIJSON() }
+
 func openAPIJSON() ([]byte, error) {
 	b, err := json.MarshalIndent(openAPIDocument(), "", "  ")
 	if err != nil {
