@@ -1,6 +1,6 @@
 GO ?= go
 
-.PHONY: dev dev-hybrid demo test onnxruntime encoder build vet fmt-check bench bench-encoder
+.PHONY: dev dev-hybrid demo test onnxruntime encoder build vet fmt-check bench bench-encoder data docs
 
 # The main job on the embedded default (see README): every role in one
 # process on the embedded Kafka broker; Ctrl-C stops it, nothing is lost.
@@ -18,6 +18,15 @@ demo:
 # The test command (see README); .ci/run calls it.
 test:
 	bash scripts/test.sh
+
+# Fetch and verify the training data (Banking77, movie-review sentences) into
+# TRIAGE_DATA_DIR (default ../shared/data) when missing; pins in scripts/data-sources.txt.
+data:
+	bash scripts/fetch-data.sh
+
+# The documentation site (MkDocs Material) into .cache/site; mkdocs build --strict.
+docs:
+	bash scripts/build-docs.sh
 
 # Fetch and verify the pinned ONNX Runtime shared library into .cache/.
 onnxruntime:

@@ -94,7 +94,7 @@ func bootstrapOne(ctx context.Context, cfg BootstrapConfig, dm DefaultModel) err
 	if dir == "" {
 		data := filepath.Join(cfg.Datasets, dm.File)
 		if _, err := os.Stat(data); err != nil {
-			return fmt.Errorf("no version registered and its training data %s is missing: set TRIAGE_DATA_DIR or --datasets", data)
+			return fmt.Errorf("no version registered and its training data %s is missing: run `make data` to fetch it, or point TRIAGE_DATA_DIR or --datasets at the folder holding it", data)
 		}
 		dir = filepath.Join(cfg.WorkDir, dm.Name+"-bootstrap")
 		cfg.Logger.Info("training default model (first start)", "model", dm.Name, "data", data, "hybrid", cfg.Encoder != nil)
