@@ -24,7 +24,8 @@ serve=false
 case "${1:-}" in
 "") ;;
 --serve) serve=true ;;
-*) die "unknown argument ${1} (use --serve or nothing)" ;;
+--install-only) ;;
+*) die "unknown argument ${1} (use --serve, --install-only or nothing)" ;;
 esac
 
 # Every package the site needs, pinned (pip's resolution of the three direct
@@ -85,6 +86,9 @@ else
 	install_venv
 fi
 t_venv=$(date +%s)
+if [[ "${1:-}" == "--install-only" ]]; then
+	exit 0 # scripts/test.sh installs ahead, in the background, while the Go tests run
+fi
 
 # --- generated pages ------------------------------------------------------------
 GO="${GO:-go}"

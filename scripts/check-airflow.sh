@@ -59,6 +59,9 @@ if ! airflow_ok; then
 	fi
 	exec 9>&-
 fi
+if [[ "${1:-}" == "--install-only" ]]; then
+	exit 0 # scripts/test.sh installs ahead, in the background, while the Go tests run
+fi
 
 # --- 2) triage dev ------------------------------------------------------------------------------
 log "building $TRIAGE_BIN"

@@ -12,6 +12,19 @@ step "ONNX Runtime shared library"
 ONNXRUNTIME_LIB="$(bash scripts/fetch-onnxruntime.sh | tail -n1)"
 export ONNXRUNTIME_LIB
 
+step "background: Airflow and MkDocs installed into .cache/ while the Go tests run (pip; collected before their steps)"
+bg_log="$(mktemp)"
+(bash scripts/check-airflow.sh --install-only && bash scripts/build-docs.sh --install-only) >"$bg_log" 2>&1 &
+bg_pid=$!
+wait_background() {
+	if ! wait "$bg_pid"; then
+		cat "$bg_log" >&2
+		echo "background install failed" >&2
+		exit 1
+	fi
+	bg_pid=""
+}
+
 step "Python onnx package (ONNX checker used by the export tests)"
 if ! python3 -c 'import onnx' 2>/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check 'onnx>=1.16'
@@ -86,6 +99,26 @@ go test -count=1 -timeout 10m -tags mlflow ./tracking/
 
 step "gateway end to end on triage dev: schemathesis (no 5xx, responses match the OpenAPI document), web page in headless Chromium"
 bash scripts/gateway-e2e.sh
+
+step "deployment: hadolint on every Dockerfile; the compose file (compose-go) against the binary's flags"
+bash scripts/check-images-compose.sh
+
+step "Kubernetes: helm lint, helm template (default and GPU values) validated by kubectl-validate with the KEDA CRD"
+bash scripts/check-helm.sh
+
+step "CI/CD: actionlint on every workflow"
+bash scripts/check-workflows.sh
+
+step "make data against a local HTTP server (mirror, corrupted copy, public archive path)"
+bash scripts/fetch-data-test.sh
+
+[ -z "$bg_pid" ] || wait_background
+
+step "documentation site: generated references, mkdocs build --strict"
+bash scripts/build-docs.sh
+
+step "Airflow: the retraining DAG imported and run (airflow dags test) against triage dev"
+bash scripts/check-airflow.sh
 
 step "fuzz (short): featuriser and gateway request decoding"
 go test -run '^$' -fuzz '^FuzzTransform$' -fuzztime "${FUZZ_TIME:-20s}" ./featurizer
