@@ -12,9 +12,11 @@ step "ONNX Runtime shared library"
 ONNXRUNTIME_LIB="$(bash scripts/fetch-onnxruntime.sh | tail -n1)"
 export ONNXRUNTIME_LIB
 
-step "background: Airflow and MkDocs installed into .cache/ while the Go tests run (pip; collected before their steps)"
+step "background: Airflow, MkDocs, helm and kubectl-validate installed into .cache/ while the tests run (collected before their steps)"
 bg_log="$(mktemp)"
-(bash scripts/check-airflow.sh --install-only && bash scripts/build-docs.sh --install-only) >"$bg_log" 2>&1 &
+# pip downloads (Airflow, MkDocs) and Go tool builds (helm, kubectl-validate) overlap the waits of the steps below.
+(bash scripts/check-airflow.sh --install-only && bash scripts/build-docs.sh --install-only &&
+	bash scripts/check-helm.sh --install-only) >"$bg_log" 2>&1 &
 bg_pid=$!
 wait_background() {
 	if ! wait "$bg_pid"; then
@@ -103,6 +105,8 @@ bash scripts/gateway-e2e.sh
 step "deployment: hadolint on every Dockerfile; the compose file (compose-go) against the binary's flags"
 bash scripts/check-images-compose.sh
 
+[ -z "$bg_pid" ] || wait_background
+
 step "Kubernetes: helm lint, helm template (default and GPU values) validated by kubectl-validate with the KEDA CRD"
 bash scripts/check-helm.sh
 
@@ -111,8 +115,6 @@ bash scripts/check-workflows.sh
 
 step "make data against a local HTTP server (mirror, corrupted copy, public archive path)"
 bash scripts/fetch-data-test.sh
-
-[ -z "$bg_pid" ] || wait_background
 
 step "documentation site: generated references, mkdocs build --strict"
 bash scripts/build-docs.sh
