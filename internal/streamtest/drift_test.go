@@ -172,7 +172,7 @@ func TestDriftApacheKafka(t *testing.T) {
 	if ev.Window.End != ood.Window.End || !ev.Drift {
 		t.Errorf("drift topic event %+v is not the out-of-domain window (end %v)", ev.Window, ood.Window.End)
 	}
-	waitESDrift(t, es.url, ood.Window.End, time.Minute)
+	waitESDrift(t, es.url, ood.Window.End, 2*time.Minute)
 	t.Logf("drift event seen on %s, in triage-drift-* and in /v1/drift", driftTopic)
 
 	// 3. Label-prior shift, growing: a share s of each window comes from
@@ -387,27 +387,38 @@ func esCount(t *testing.T, url, index string) int64 {
 	return c.Count
 }
 
-// waitESDrift waits for the drift document of the window ending at end.
+// waitESDrift waits for the drift document of the window ending at end:
+// drifted windows of the support model are searched and their window.end
+// compared as times (the index keeps milliseconds; _source keeps the value
+// as sent).
 func waitESDrift(t *testing.T, url string, end time.Time, timeout time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
-	q := `{"query":{"bool":{"filter":[{"term":{"drift":true}},{"term":{"model.name":"support"}},{"range":{"window.end":{"gte":"` +
-		end.UTC().Format(time.RFC3339Nano) + `","lte":"` + end.UTC().Format(time.RFC3339Nano) + `"}}}]}}}`
+	q := `{"size":100,"query":{"bool":{"filter":[{"term":{"drift":true}},{"term":{"model.name":"support"}}]}}}`
+	var seen []string
 	for {
 		http.Post(url+"/triage-drift-*/_refresh", "application/json", nil)
-		resp, err := http.Post(url+"/triage-drift-*/_count", "application/json", strings.NewReader(q))
+		resp, err := http.Post(url+"/triage-drift-*/_search", "application/json", strings.NewReader(q))
 		if err == nil {
-			var c struct {
-				Count int64 `json:"count"`
+			var r struct {
+				Hits struct {
+					Hits []struct {
+						Source schemas.DriftWindow `json:"_source"`
+					} `json:"hits"`
+				} `json:"hits"`
 			}
-			json.NewDecoder(resp.Body).Decode(&c)
+			json.NewDecoder(resp.Body).Decode(&r)
 			resp.Body.Close()
-			if c.Count >= 1 {
-				return
+			seen = seen[:0]
+			for _, h := range r.Hits.Hits {
+				if h.Source.Window.End.Equal(end) {
+					return
+				}
+				seen = append(seen, h.Source.Window.End.Format(time.RFC3339Nano))
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no drift document for the window ending %v in triage-drift-*", end)
+			t.Fatalf("no drift document for the window ending %v in triage-drift-* (drifted windows there end at %v)", end, seen)
 		}
 		time.Sleep(500 * time.Millisecond)
 	}

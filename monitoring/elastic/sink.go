@@ -277,6 +277,12 @@ func (s *Sink) enqueue(k int, t time.Time, body []byte) {
 	d := &doc{kind: k, index: IndexName(kinds[k], t), id: newID(), body: body}
 	s.closeMu.RLock()
 	ok := !s.closed
+	// Prediction samples are the least valuable documents and the most
+	// numerous: they may fill only part of the buffer, so a flood of them
+	// never crowds out drift windows and logs.
+	if ok && kinds[k] == KindPredictions && len(s.buf) >= sampleRoom(s.cfg.BufferDocs) {
+		ok = false
+	}
 	if ok {
 		select {
 		case s.buf <- d:
@@ -291,6 +297,10 @@ func (s *Sink) enqueue(k int, t time.Time, body []byte) {
 			slog.Int("elasticsearch.buffer", s.cfg.BufferDocs))
 	}
 }
+
+// sampleRoom is how much of a buffer of n documents prediction samples may
+// fill: four fifths, leaving the rest to drift windows and logs.
+func sampleRoom(n int) int { return max(1, n*4/5) }
 
 // newID gives each document its own id, so that resending a batch whose
 // response was lost overwrites instead of duplicating.

@@ -286,14 +286,16 @@ func TestIndexNeverBlocksAndDropsWhenFull(t *testing.T) {
 	}
 	slices.Sort(took)
 	st := s.Stats()
-	if st.Dropped != 450 || st.Buffered != 50 || st.Indexed != 0 {
-		t.Fatalf("stats %+v: want 450 of 500 dropped, 50 buffered, with a buffer of 50 and Elasticsearch down", st)
+	// Samples fill four fifths of the buffer (the rest is kept for drift
+	// windows and logs).
+	if st.Dropped != 460 || st.Buffered != 40 || st.Indexed != 0 {
+		t.Fatalf("stats %+v: want 460 of 500 dropped, 40 buffered, with a buffer of 50 and Elasticsearch down", st)
 	}
 	if got := testutil.ToFloat64(s.docs.WithLabelValues(KindPredictions, "dropped")); uint64(got) != st.Dropped {
 		t.Fatalf("dropped metric %v != Stats %d", got, st.Dropped)
 	}
-	if b := gaugeValue(t, reg, "triage_elasticsearch_buffer_documents"); b != 50 {
-		t.Fatalf("buffer gauge = %v, want 50", b)
+	if b := gaugeValue(t, reg, "triage_elasticsearch_buffer_documents"); b != 40 {
+		t.Fatalf("buffer gauge = %v, want 40", b)
 	}
 	// A blocked call would take a request's time (seconds); a busy machine
 	// can stretch one call by its scheduling, not most of them.
@@ -466,4 +468,27 @@ func jsonMap(t *testing.T, b []byte) map[string]any {
 		t.Fatalf("decode %s: %v", b, err)
 	}
 	return m
+}
+
+// A flood of prediction samples leaves room for drift windows and logs.
+func TestSamplesLeaveRoomForDriftAndLogs(t *testing.T) {
+	s, err := New(Config{URLs: []string{"http://127.0.0.1:1"}, BufferDocs: 10}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 50 {
+		s.Index(KindPredictions, time.Time{}, i)
+	}
+	if st := s.Stats(); st.Buffered != 8 || st.Dropped != 42 {
+		t.Fatalf("after 50 samples into a buffer of 10: %+v, want 8 buffered (four fifths) and 42 dropped", st)
+	}
+	s.Index(KindDrift, time.Time{}, "window")
+	s.Index(KindLogs, time.Time{}, "line")
+	if st := s.Stats(); st.Buffered != 10 || st.Dropped != 42 {
+		t.Fatalf("a drift window and a log line did not find room: %+v", st)
+	}
+	s.Index(KindDrift, time.Time{}, "one too many")
+	if st := s.Stats(); st.Buffered != 10 || st.Dropped != 43 {
+		t.Fatalf("a full buffer still took a document: %+v", st)
+	}
 }
