@@ -182,8 +182,12 @@ func (c *MLflow) call(ctx context.Context, op string, rq request, out any) error
 	start := time.Now()
 	deadline := start.Add(c.opts.RetryBudget)
 	delay := c.opts.Backoff
+	// answered: some attempt of this call got an HTTP answer, so the server
+	// is up even if the last attempt was cut short by the retry budget.
+	answered := false
 	for attempt := 1; ; attempt++ {
 		res, err := c.attempt(ctx, rq, body, deadline, out)
+		answered = answered || (err != nil && !res.unavailable)
 		if err == nil {
 			c.mu.Lock()
 			c.downUntil = time.Time{}
@@ -197,7 +201,7 @@ func (c *MLflow) call(ctx context.Context, op string, rq request, out any) error
 		wait = max(wait, res.retryAfter)
 		if time.Now().Add(wait).After(deadline) {
 			elapsed := time.Since(start).Round(time.Millisecond)
-			if !res.unavailable {
+			if !res.unavailable || answered {
 				return fmt.Errorf("mlflow %s: gave up after %d attempts in %s (retry budget %s): %w", op, attempt, elapsed, c.opts.RetryBudget, err)
 			}
 			if c.opts.Cooldown > 0 {
