@@ -2,7 +2,7 @@ package drift
 
 import (
 	"math"
-	"strings"
+	"unicode"
 
 	"github.com/triage-ml/triage/featurizer"
 )
@@ -16,7 +16,7 @@ func MeasureInput(text string, features featurizer.Vector, tokens []int64, unk i
 	if len(tokens) > 2 {
 		length = len(tokens) - 2
 	} else {
-		length = len(strings.Fields(text))
+		length = countWords(text)
 	}
 	if features.Terms > 0 {
 		return length, features.OOVRate()
@@ -31,6 +31,20 @@ func MeasureInput(text string, features featurizer.Vector, tokens []int64, unk i
 		return length, float64(n) / float64(len(tokens)-2)
 	}
 	return length, 0
+}
+
+// countWords is len(strings.Fields(text)) without building the slice: it
+// runs for every text the consumer and gateway classify.
+func countWords(text string) int {
+	n, in := 0, false
+	for _, r := range text {
+		space := unicode.IsSpace(r)
+		if !space && !in {
+			n++
+		}
+		in = !space
+	}
+	return n
 }
 
 // CosineDistance is 1 - cos(a, b): the embedding shift of one text from the

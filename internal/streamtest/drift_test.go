@@ -22,6 +22,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/triage-ml/triage/internal/dataset"
+	"github.com/triage-ml/triage/internal/estest"
 	"github.com/triage-ml/triage/monitor"
 	"github.com/triage-ml/triage/schemas"
 	"github.com/triage-ml/triage/trainer"
@@ -84,19 +85,9 @@ func TestDriftApacheKafka(t *testing.T) {
 	fbTopic, driftTopic := "fb-"+tp.group, "drift-"+tp.group
 	port, mport := freePort(t), freePort(t)
 	gw, metricsURL := "http://127.0.0.1:"+strconv.Itoa(port), "http://127.0.0.1:"+strconv.Itoa(mport)+"/metrics"
-	p := startProc(t, "run", "--target", "consumer,monitor,gateway", "--brokers", r.addr, "--registry", reg,
-		"--route", tp.in+"=support", "--predictions-topic", tp.out, "--dead-letter-topic", tp.dlq, "--group", tp.group,
-		"--updates-topic", "", "--feedback-topic", fbTopic, "--review-topic", "",
-		"--monitor-predictions-topic", tp.out, "--monitor-feedback-topic", fbTopic, "--monitor-drift-topic", driftTopic,
-		"--monitor-group", "mon-"+tp.group, "--monitor-window-time", "10m", "--monitor-sample-rate", "1",
-		"--elasticsearch-url", es.url, "--elasticsearch-buffer", "300", "--elasticsearch-flush-interval", "500ms",
-		"--http-addr", "127.0.0.1:"+strconv.Itoa(port), "--no-auth", "--metrics-addr", "127.0.0.1:"+strconv.Itoa(mport),
-		"--ort-lib", ortLib, "--log-level", "warn")
-	waitHTTP(t, gw+"/readyz", 3*time.Minute, p)
-	out := watchOutputs(t, r, tp)
-	var ids []string // every id streamed, for the exactly-once check
-
-	// Human labels for every validation text, as their record ids.
+	// Human labels for every validation text, as their record ids, on the
+	// topic before the monitor starts: it reads them from the start, so
+	// they are there before their predictions arrive.
 	fb := newClient(t, r, kgo.DefaultProduceTopic(fbTopic), kgo.AllowAutoTopicCreation())
 	var recs []*kgo.Record
 	passes := (10*driftWindow + len(val) - 1) / len(val) // enough for 10 windows
@@ -110,7 +101,19 @@ func TestDriftApacheKafka(t *testing.T) {
 	if err := fb.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(2 * time.Second) // the monitor reads the labels before their predictions arrive
+	p := startProc(t, "run", "--target", "consumer,monitor,gateway", "--brokers", r.addr, "--registry", reg,
+		"--route", tp.in+"=support", "--predictions-topic", tp.out, "--dead-letter-topic", tp.dlq, "--group", tp.group,
+		"--updates-topic", "", "--feedback-topic", fbTopic, "--review-topic", "",
+		"--monitor-predictions-topic", tp.out, "--monitor-feedback-topic", fbTopic, "--monitor-drift-topic", driftTopic,
+		"--monitor-group", "mon-"+tp.group, "--monitor-window-time", "10m", "--monitor-sample-rate", "1",
+		"--elasticsearch-url", es.url, "--elasticsearch-buffer", "300", "--elasticsearch-flush-interval", "500ms",
+		"--http-addr", "127.0.0.1:"+strconv.Itoa(port), "--no-auth", "--metrics-addr", "127.0.0.1:"+strconv.Itoa(mport),
+		"--ort-lib", ortLib, "--log-level", "warn")
+	waitHTTP(t, gw+"/readyz", 3*time.Minute, p)
+	out := watchOutputs(t, r, tp)
+	var ids []string // every id streamed, for the exactly-once check
+	time.Sleep(2 * time.Second) // the monitor's feedback reader catches up with the labels
+
 
 	// 1. In distribution: the validation texts, five times, shuffled.
 	rng := rand.New(rand.NewPCG(11, 12))
@@ -343,28 +346,24 @@ func readDriftEvent(t *testing.T, b Backend, topic string) schemas.DriftWindow {
 
 // elasticsearch is a node started by scripts/elasticsearch-local.
 type elasticsearch struct {
-	script, dir, url string
+	root, dir, url string
 }
 
 func startElasticsearch(t *testing.T, root string) *elasticsearch {
 	t.Helper()
-	es := &elasticsearch{script: filepath.Join(root, "scripts", "elasticsearch-local"), dir: t.TempDir()}
+	es := &elasticsearch{root: root, dir: t.TempDir()}
 	es.url = es.run(t, "start")
-	t.Cleanup(func() { exec.Command("bash", es.script, "stop", "--dir", es.dir).Run() })
+	t.Cleanup(func() { estest.Run(root, "stop", "--dir", es.dir) })
 	return es
 }
 
 func (es *elasticsearch) run(t *testing.T, verb string) string {
 	t.Helper()
-	cmd := exec.Command("bash", es.script, verb, "--dir", es.dir)
-	// The node stops itself if this test process dies without stopping it.
-	cmd.Env = append(os.Environ(), "ES_LOCAL_PARENT_PID="+strconv.Itoa(os.Getpid()))
-	out, err := cmd.Output()
+	out, err := estest.Run(es.root, verb, "--dir", es.dir)
 	if err != nil {
-		t.Fatalf("elasticsearch-local %s: %v", verb, err)
+		t.Fatal(err)
 	}
-	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	return lines[len(lines)-1]
+	return out
 }
 
 func (es *elasticsearch) stop(t *testing.T) { es.run(t, "stop") }

@@ -19,7 +19,6 @@ import (
 	"maps"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -29,6 +28,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/triage-ml/triage/internal/estest"
 )
 
 var (
@@ -88,20 +88,7 @@ func repoRoot() (string, error) {
 }
 
 // esLocal runs scripts/elasticsearch-local and returns its last stdout line.
-func esLocal(args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, filepath.Join(esRoot, "scripts", "elasticsearch-local"), args...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	// If this test binary dies without stopping the node, the node stops itself.
-	cmd.Env = append(os.Environ(), fmt.Sprintf("ES_LOCAL_PARENT_PID=%d", os.Getpid()))
-	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("elasticsearch-local %s: %w\n%s", strings.Join(args, " "), err, stderr.String())
-	}
-	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
-	return lines[len(lines)-1], nil
-}
+func esLocal(args ...string) (string, error) { return estest.Run(esRoot, args...) }
 
 // esDo sends one request to the test node and decodes its JSON answer.
 func esDo(t *testing.T, method, path, body string, out any) {

@@ -58,6 +58,7 @@ import (
 
 	"gopkg.in/yaml.v2"
 
+	"github.com/triage-ml/triage/internal/estest"
 	"github.com/triage-ml/triage/monitoring/grafana"
 )
 
@@ -256,17 +257,12 @@ type devServer struct {
 // test's lifetime and returns its URL.
 func startElasticsearch(t *testing.T, root, dir string) string {
 	t.Helper()
-	script := filepath.Join(root, "scripts", "elasticsearch-local")
-	cmd := exec.Command("bash", script, "start", "--dir", dir)
-	// The node stops itself if this test process dies without stopping it.
-	cmd.Env = append(os.Environ(), "ES_LOCAL_PARENT_PID="+strconv.Itoa(os.Getpid()))
-	out, err := cmd.Output()
+	url, err := estest.Run(root, "start", "--dir", dir)
 	if err != nil {
-		t.Fatalf("scripts/elasticsearch-local start: %v", err)
+		t.Fatal(err)
 	}
-	t.Cleanup(func() { exec.Command("bash", script, "stop", "--dir", dir).Run() })
-	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	return lines[len(lines)-1]
+	t.Cleanup(func() { estest.Run(root, "stop", "--dir", dir) })
+	return url
 }
 
 func startDev(t *testing.T, root, bin, ort, datasets, dir, esURL string) *devServer {
