@@ -111,9 +111,8 @@ func TestDriftApacheKafka(t *testing.T) {
 		"--ort-lib", ortLib, "--log-level", "warn")
 	waitHTTP(t, gw+"/readyz", 3*time.Minute, p)
 	out := watchOutputs(t, r, tp)
-	var ids []string // every id streamed, for the exactly-once check
+	var ids []string            // every id streamed, for the exactly-once check
 	time.Sleep(2 * time.Second) // the monitor's feedback reader catches up with the labels
-
 
 	// 1. In distribution: the validation texts, five times, shuffled.
 	rng := rand.New(rand.NewPCG(11, 12))
