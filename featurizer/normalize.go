@@ -7,8 +7,10 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+	"unsafe"
 
 	"golang.org/x/text/cases"
+	"golang.org/x/text/transform"
 	"golang.org/x/text/unicode/norm"
 )
 
@@ -22,6 +24,17 @@ var folder = cases.Fold()
 // maxRunes > 0 truncates the input to that many runes first; truncated reports
 // whether it did.
 func Normalize(text string, maxRunes int) (normalized string, truncated bool) {
+	text, truncated = clip(text, maxRunes)
+	if lower, ok := asciiLower(text); ok {
+		return lower, truncated // NFKC and case folding reduce to ToLower on ASCII
+	}
+	c := folder // copy: Caser is stateful
+	c.Reset()
+	return c.String(norm.NFKC.String(text)), truncated
+}
+
+// clip replaces invalid UTF-8 and truncates to maxRunes (when > 0).
+func clip(text string, maxRunes int) (string, bool) {
 	if !utf8.ValidString(text) {
 		text = strings.ToValidUTF8(text, "\uFFFD")
 	}
@@ -29,19 +42,60 @@ func Normalize(text string, maxRunes int) (normalized string, truncated bool) {
 		n := 0
 		for i := range text {
 			if n == maxRunes {
-				text = text[:i]
-				truncated = true
-				break
+				return text[:i], true
 			}
 			n++
 		}
 	}
-	if lower, ok := asciiLower(text); ok {
-		return lower, truncated // NFKC and case folding reduce to ToLower on ASCII
+	return text, false
+}
+
+// normalize is Normalize writing into the scratch buffers instead of new
+// strings. The result aliases s.norm or s.fold (or text itself), so it is
+// valid only until the scratch is next used and must not be retained.
+func (s *scratch) normalize(text string, maxRunes int) (string, bool) {
+	text, truncated := clip(text, maxRunes)
+	ascii, upper := true, false
+	for i := 0; i < len(text); i++ {
+		c := text[i]
+		if c >= utf8.RuneSelf {
+			ascii = false
+			break
+		}
+		upper = upper || ('A' <= c && c <= 'Z')
 	}
-	c := folder // copy: Caser is stateful
-	c.Reset()
-	return c.String(norm.NFKC.String(text)), truncated
+	if ascii && !upper {
+		return text, truncated
+	}
+	if ascii {
+		s.norm = append(s.norm[:0], text...)
+		for i, c := range s.norm {
+			if 'A' <= c && c <= 'Z' {
+				s.norm[i] = c + 'a' - 'A'
+			}
+		}
+		return bytesString(s.norm), truncated
+	}
+	// An Iter kept in the scratch: norm.Form's Append and String allocate
+	// their reorder buffer on every call.
+	s.fold = s.fold[:0]
+	for s.nfkc.InitString(norm.NFKC, text); !s.nfkc.Done(); {
+		s.fold = append(s.fold, s.nfkc.Next()...)
+	}
+	if s.folder == nil {
+		s.folder = cases.Fold() // one per scratch: a Caser may carry state between calls
+	}
+	s.norm, _, _ = transform.Append(s.folder, s.norm[:0], s.fold) // errors ignored, as c.String does
+	return bytesString(s.norm), truncated
+}
+
+// bytesString views b as a string without copying; b must not change while
+// the string is in use.
+func bytesString(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
 }
 
 // asciiLower lower-cases pure-ASCII text without the Unicode machinery; ok

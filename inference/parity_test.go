@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -137,5 +138,88 @@ func TestORTMatchesPureGoReference(t *testing.T) {
 	}
 	if long, _ := m.Predict(context.Background(), []string{strings.Repeat("refund ", 3000)}); !long[0].Truncated {
 		t.Error("text over the window not flagged as truncated")
+	}
+}
+
+// The pooled packing must lay inputs out exactly as featurizer.Batch does,
+// also when a buffer comes back from a longer batch with stale values.
+func TestPackedMatchesBatch(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	var p packed
+	for _, n := range []int{5, 1, 40, 3, 0} {
+		vs := make([]featurizer.Vector, n)
+		for i := range vs {
+			l := rng.IntN(30)
+			if i == 0 {
+				l = 0 // an empty text pads a whole row
+			}
+			for range l {
+				vs[i].IDs = append(vs[i].IDs, 1+rng.Int64N(1000))
+				vs[i].Weights = append(vs[i].Weights, rng.Float32())
+			}
+		}
+		ids, ws, L := featurizer.Batch(vs)
+		gotL := p.pad(vs)
+		if gotL != L || !slices.Equal(p.ids, ids) || !slices.Equal(p.ws, ws) {
+			t.Fatalf("%d texts: pad gave length %d %v %v, Batch %d %v %v", n, gotL, p.ids, p.ws, L, ids, ws)
+		}
+	}
+}
+
+// decode shares one backing array between predictions; appending to one
+// prediction's scores must not change the next one's.
+func TestDecodeScoresIndependent(t *testing.T) {
+	labels := []string{"a", "b", "c", "d"}
+	probs := []float32{0.1, 0.4, 0.2, 0.3, 0.25, 0.25, 0.4, 0.1}
+	preds := decode(labels, ModelRef{}, 2, make([]Input, 2), probs)
+	want := [][]Score{{{"b", 0.4}, {"d", 0.3}}, {{"c", 0.4}, {"a", 0.25}}}
+	for i, p := range preds {
+		if !slices.Equal(p.Scores, want[i]) || p.Label != want[i][0].Label || p.Confidence != want[i][0].Score {
+			t.Fatalf("prediction %d: %+v, want scores %v", i, p, want[i])
+		}
+	}
+	_ = append(preds[0].Scores, Score{"x", 1})
+	if !slices.Equal(preds[1].Scores, want[1]) {
+		t.Fatalf("append to prediction 0 changed prediction 1: %v", preds[1].Scores)
+	}
+}
+
+// Mixed lengths over several chunks, with hybrid-like long rows: rows come
+// back in input order and match the reference.
+func TestProbabilitiesChunkedMixedLengths(t *testing.T) {
+	dir := trainedBundle(t)
+	m, err := Open(dir, ModelOptions{Session: SessionOptions{PoolSize: 1, IntraOpThreads: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	ref, err := OpenReference(dir, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	words := []string{"card", "refund", "euro", "stolen", "my", "please", "weeks", "merchant"}
+	rng := rand.New(rand.NewPCG(5, 6))
+	for _, n := range []int{2, 17, 64, 65, 300} {
+		vs := make([]featurizer.Vector, n)
+		for i := range vs {
+			var ws []string
+			for range rng.IntN(1 + rng.IntN(400)) {
+				ws = append(ws, words[rng.IntN(len(words))])
+			}
+			vs[i] = m.Featurizer().Transform(strings.Join(ws, " "))
+		}
+		got, err := m.Probabilities(context.Background(), vs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := ref.Probabilities(vs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range want {
+			if d := math.Abs(float64(got[i] - want[i])); d > 1e-5 {
+				t.Fatalf("%d texts: row %d differs by %g", n, i/len(m.Manifest().Labels), d)
+			}
+		}
 	}
 }

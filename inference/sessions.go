@@ -272,6 +272,29 @@ func (p *SessionPool) checkLinear() error {
 // [batch, numClasses]; it returns the output row-major. It blocks for a free
 // session; ctx cancellation ends the wait and also aborts a run in progress.
 func (p *SessionPool) RunLinear(ctx context.Context, ids []int64, weights []float32, batch, length int) ([]float32, error) {
+	return p.runLinear(ctx, ids, weights, batch, length, nil)
+}
+
+// runLinearInto is RunLinear writing into out, which must hold exactly
+// batch*NumClasses values: ORT then fills it in place instead of allocating
+// an output that onnxruntime_go copies into a new slice.
+func (p *SessionPool) runLinearInto(ctx context.Context, ids []int64, weights []float32, batch, length int, out []float32) error {
+	if c := p.NumClasses(); c == 0 || len(out) != batch*c {
+		got, err := p.runLinear(ctx, ids, weights, batch, length, nil)
+		if err == nil && len(got) != len(out) {
+			err = fmt.Errorf("run model %q: %d probabilities, want %d", p.modelPath, len(got), len(out))
+		}
+		if err != nil {
+			return err
+		}
+		copy(out, got)
+		return nil
+	}
+	_, err := p.runLinear(ctx, ids, weights, batch, length, out)
+	return err
+}
+
+func (p *SessionPool) runLinear(ctx context.Context, ids []int64, weights []float32, batch, length int, out []float32) ([]float32, error) {
 	if err := p.checkLinear(); err != nil {
 		return nil, fmt.Errorf("run model %q: %w", p.modelPath, err)
 	}
@@ -294,7 +317,7 @@ func (p *SessionPool) RunLinear(ctx context.Context, ids []int64, weights []floa
 		}
 	}
 
-	return runPair(p, ctx, ids, weights, batch, length)
+	return runPair(p, ctx, ids, weights, batch, length, out)
 }
 
 // RunEncoder runs a sentence encoder whose inputs are int64 token ids and
@@ -308,12 +331,13 @@ func (p *SessionPool) RunEncoder(ctx context.Context, ids, mask []int64, batch, 
 		return nil, fmt.Errorf("run encoder %q: len(ids)=%d, len(mask)=%d, want batch*length=%d*%d",
 			p.modelPath, len(ids), len(mask), batch, length)
 	}
-	return runPair(p, ctx, ids, mask, batch, length)
+	return runPair(p, ctx, ids, mask, batch, length, nil)
 }
 
 // runPair runs the session on two [batch,length] tensors and returns its
-// single float32 [batch, k] output.
-func runPair[A, B ort.TensorData](p *SessionPool, ctx context.Context, a []A, b []B, batch, length int) ([]float32, error) {
+// single float32 [batch, k] output: dst when given (len batch*k, filled in
+// place), else a new slice.
+func runPair[A, B ort.TensorData](p *SessionPool, ctx context.Context, a []A, b []B, batch, length int, dst []float32) ([]float32, error) {
 	s, err := p.acquire(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("run model %q: waiting for a free session: %w", p.modelPath, err)
@@ -332,9 +356,17 @@ func runPair[A, B ort.TensorData](p *SessionPool, ctx context.Context, a []A, b 
 	}
 	defer bT.Destroy()
 
-	// Let ORT allocate the output: onnxruntime_go copies it into a Go-backed
-	// tensor, whose slice stays valid after Destroy releases the OrtValue.
+	// Without dst, ORT allocates the output: onnxruntime_go copies it into a
+	// Go-backed tensor, whose slice stays valid after Destroy releases the
+	// OrtValue.
 	outputs := []ort.Value{nil}
+	if dst != nil {
+		dT, err := ort.NewTensor(ort.NewShape(int64(batch), int64(len(dst)/batch)), dst)
+		if err != nil {
+			return nil, fmt.Errorf("run model %q: %s tensor: %w", p.modelPath, p.outputNames[0], err)
+		}
+		outputs[0] = dT
+	}
 	runErr := s.runAbortable(ctx, []ort.Value{aT, bT}, outputs)
 	if outputs[0] != nil {
 		defer outputs[0].Destroy()

@@ -33,13 +33,16 @@ type Attr struct {
 	i    int64
 	f    float32
 	ints []int64
+	s    string
 }
 
 // AttributeProto field numbers and types beyond the INT case encode.go uses.
 const (
 	attrF           protowire.Number = 2
+	attrS           protowire.Number = 4
 	attrInts        protowire.Number = 8
 	attrTypeFloat                    = 1
+	attrTypeString                   = 3
 	attrTypeInts                     = 7
 	dataTypeInt32                    = 6
 	dataTypeBool                     = 9
@@ -53,6 +56,7 @@ const (
 func IntAttr(name string, v int64) Attr     { return Attr{name: name, typ: attrTypeInt, i: v} }
 func IntsAttr(name string, v ...int64) Attr { return Attr{name: name, typ: attrTypeInts, ints: v} }
 func FloatAttr(name string, v float32) Attr { return Attr{name: name, typ: attrTypeFloat, f: v} }
+func StringAttr(name, v string) Attr        { return Attr{name: name, typ: attrTypeString, s: v} }
 func (a Attr) encode() []byte {
 	var b []byte
 	b = appendStringField(b, attrName, a.name)
@@ -62,6 +66,8 @@ func (a Attr) encode() []byte {
 		b = protowire.AppendFixed32(b, math.Float32bits(a.f))
 	case attrTypeInt:
 		b = appendVarintField(b, attrI, uint64(a.i))
+	case attrTypeString:
+		b = appendStringField(b, attrS, a.s)
 	case attrTypeInts:
 		for _, v := range a.ints {
 			b = appendVarintField(b, attrInts, uint64(v))
