@@ -117,9 +117,20 @@ func Open(dir string, opts ModelOptions) (*Model, error) {
 // to run in the caller's goroutine, off the ONNX Runtime thread.
 func (m *Model) Transform(text string) Input {
 	var in Input
+	m.TransformTo(&in, text)
+	return in
+}
+
+// TransformTo is Transform into in, reusing its feature buffers: a caller
+// that keeps one Input per batch slot (the consumer) featurises without
+// allocating. Every field of in is overwritten.
+func (m *Model) TransformTo(in *Input, text string) {
+	in.Truncated, in.Tokens = false, nil
 	if m.bundle.Featurizer != nil {
-		in.Features = m.bundle.Featurizer.Transform(text)
+		m.bundle.Featurizer.TransformTo(&in.Features, text)
 		in.Truncated = in.Features.Truncated
+	} else {
+		in.Features = featurizer.Vector{}
 	}
 	if m.enc != nil {
 		var cut bool
@@ -129,7 +140,6 @@ func (m *Model) Transform(text string) Input {
 	var oov float64
 	in.Length, oov = drift.MeasureInput(text, in.Features, in.Tokens, m.unk)
 	in.OOVRate = float32(oov)
-	return in
 }
 
 // Manifest returns the bundle's model.json.
@@ -165,7 +175,7 @@ func (m *Model) Predict(ctx context.Context, texts []string) ([]Prediction, erro
 // TransformAll transforms texts, spread over all CPUs for large batches.
 func (m *Model) TransformAll(texts []string) []Input {
 	ins := make([]Input, len(texts))
-	parallel(len(texts), func(i int) { ins[i] = m.Transform(texts[i]) })
+	parallel(len(texts), func(i int) { m.TransformTo(&ins[i], texts[i]) })
 	return ins
 }
 
