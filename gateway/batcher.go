@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/triage-ml/triage/batch"
@@ -12,18 +13,24 @@ import (
 
 // batcher coalesces concurrent /v1/predict requests for one model into
 // single PredictInputs calls: requests featurise their texts in their own
-// goroutine, then queue the vectors here; the loop takes the first request,
-// keeps collecting until the policy's MaxCount vectors or MaxWait has
-// passed, and runs them as one batch, handing each request its slice of the
-// results. When MaxWait is over but every run slot is busy, the batch keeps
-// growing until a slot frees (waiting is unavoidable then, so it might as
-// well batch). MaxWait 0 runs as soon as a slot is free: no added latency
-// at low load, batches form only while the model is busy.
+// goroutine, then hand the vectors here. Batching never makes an idle model
+// wait: a request that finds a run slot free and nothing queued runs at
+// once, in its own goroutine. Requests that arrive while every slot is busy
+// queue; the loop gathers them (up to MaxCount vectors) and runs them as
+// one batch as soon as a slot frees, handing each request its slice of the
+// results. So batches form exactly when waiting is unavoidable, and grow
+// with load. MaxWait > 0 adds an optional wait for a batch to fill even
+// while a slot is free (it also turns off the direct path), trading idle
+// latency for larger batches.
 type batcher struct {
-	model    Model
-	in       chan *batchReq
-	policy   batch.Policy  // MaxCount and MaxWait; vectors carry no token count
-	sem      chan struct{} // bounds concurrent PredictInputs runs
+	model  Model
+	in     chan *batchReq
+	policy batch.Policy  // MaxCount and MaxWait; vectors carry no token count
+	sem    chan struct{} // bounds concurrent PredictInputs runs
+	// queued counts requests handed to the loop and not yet started: the
+	// direct path only takes a slot when none wait, so it never overtakes
+	// a queued batch.
+	queued   atomic.Int64
 	observe  func(n int)
 	ctx      context.Context
 	running  sync.WaitGroup
@@ -48,12 +55,29 @@ func newBatcher(ctx context.Context, m Model, p batch.Policy, concurrency int, o
 	return b
 }
 
-// predict queues vs and waits for its predictions.
+// predict runs vs at once when the model is idle, else queues it for the
+// next batch, and waits for its predictions.
 func (b *batcher) predict(ctx context.Context, vs []inference.Input) ([]inference.Prediction, error) {
+	if b.policy.MaxWait <= 0 && b.queued.Load() == 0 {
+		select {
+		case b.sem <- struct{}{}:
+			// Idle: skip the hand-offs to the loop and a run goroutine.
+			// Like an unbatched call, it runs under the request's context.
+			defer func() { <-b.sem }()
+			preds, err := safePredict(ctx, b.model, vs)
+			if b.observe != nil {
+				b.observe(len(vs))
+			}
+			return preds, err
+		default:
+		}
+	}
 	req := &batchReq{vs: vs, out: make(chan batchResult, 1)}
+	b.queued.Add(1)
 	select {
 	case b.in <- req:
 	case <-ctx.Done():
+		b.queued.Add(-1)
 		return nil, ctx.Err()
 	}
 	select {
@@ -138,7 +162,8 @@ func (b *batcher) loop() {
 
 // run starts one batch once a run slot is free (holding says the caller
 // already took one). While it waits, requests keep queueing, so a busy
-// model gets larger batches.
+// model gets larger batches. Until it starts, its requests count as
+// queued, keeping the direct path off the slot it waits for.
 func (b *batcher) run(reqs []*batchReq, n int, holding bool) {
 	vs := make([]inference.Input, 0, n)
 	for _, r := range reqs {
@@ -147,6 +172,7 @@ func (b *batcher) run(reqs []*batchReq, n int, holding bool) {
 	if !holding {
 		b.sem <- struct{}{}
 	}
+	b.queued.Add(-int64(len(reqs)))
 	b.running.Add(1)
 	go func() {
 		defer func() { <-b.sem; b.running.Done() }()

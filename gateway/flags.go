@@ -17,7 +17,7 @@ const (
 	DefaultMaxBatch      = 256
 	DefaultMaxTextBytes  = 64 << 10
 	DefaultBatchMaxTexts = 256
-	DefaultBatchMaxWait  = time.Millisecond
+	DefaultBatchMaxWait  = time.Duration(0) // an idle model runs a request at once
 )
 
 // RegisterFlags binds the gateway's settings to flags with their defaults.
@@ -33,16 +33,13 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.Var(invertedBool{&c.DisableDynamicBatching}, "dynamic-batching", "coalesce concurrent /v1/predict requests per model into one inference call (default true)")
 	fs.IntVar(&c.BatchMaxTexts, "dynamic-batch-max", DefaultBatchMaxTexts, "most texts in one coalesced inference call")
 	c.BatchMaxWait = DefaultBatchMaxWait
-	fs.Func("dynamic-batch-wait", "longest wait for a coalesced batch to fill while the model is idle (0 = run as soon as it is free) (default 1ms)",
+	fs.Func("dynamic-batch-wait", "extra wait for a coalesced batch to fill while the model is idle (default 0: a request that finds the model idle runs at once; requests arriving while it is busy are batched anyway)",
 		func(s string) error {
 			d, err := time.ParseDuration(s)
 			if err != nil || d < 0 {
 				return fmt.Errorf("want a duration >= 0 such as 2ms")
 			}
 			c.BatchMaxWait = d
-			if d == 0 {
-				c.BatchMaxWait = -1 // Config's zero means the default; an explicit 0 means no wait
-			}
 			return nil
 		})
 	c.DefaultRate = DefaultRate

@@ -354,13 +354,14 @@ func TestRetryAfterRoundsUp(t *testing.T) {
 }
 
 // TestDynamicBatching: 32 concurrent single-text requests are coalesced
-// into fewer, larger inference calls (with a wait, and without one: then
-// batches form while the model is busy); with batching off, each is its own.
+// into fewer, larger inference calls (with a wait, and by default without
+// one: then batches form while the model is busy); with batching off, each
+// is its own.
 func TestDynamicBatching(t *testing.T) {
 	for _, tc := range []struct {
 		on   bool
 		wait time.Duration
-	}{{true, 5 * time.Millisecond}, {true, -1}, {false, 0}} {
+	}{{true, 5 * time.Millisecond}, {true, 0}, {false, 0}} {
 		on := tc.on
 		t.Run(fmt.Sprintf("dynamic=%v/wait=%v", on, tc.wait), func(t *testing.T) {
 			m := newFakeModel(t, "support", "v1")

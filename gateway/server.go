@@ -99,10 +99,11 @@ type Config struct {
 
 	// Dynamic batching (on unless DisableDynamicBatching): concurrent
 	// requests for one model are coalesced into one inference call of up to
-	// BatchMaxTexts texts (default 256), waiting at most BatchMaxWait
-	// (default 1ms; negative: no wait) for the batch to fill while a run
-	// slot is free; while all are busy, batches keep growing until one
-	// frees. BatchConcurrency batches of a model run at once (default 1;
+	// BatchMaxTexts texts (default 256): a request that finds a run slot
+	// free runs at once, those arriving while all are busy run together
+	// when one frees. BatchMaxWait > 0 adds a wait for a batch to fill
+	// while a slot is free (default 0, and negative: none).
+	// BatchConcurrency batches of a model run at once (default 1;
 	// match the model's session pool).
 	DisableDynamicBatching bool
 	BatchMaxTexts          int
