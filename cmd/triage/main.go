@@ -32,7 +32,6 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	pprof.StopCPUProfile() // started by --cpu-profile
 	if errors.Is(err, flag.ErrHelp) {
 		os.Exit(0)
 	}
@@ -59,15 +58,6 @@ func (g *globals) logger(w io.Writer) (*slog.Logger, error) {
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(g.logLevel)); err != nil {
 		return nil, fmt.Errorf("--log-level %q: use debug, info, warn or error", g.logLevel)
-	}
-	if g.cpuProfile != "" {
-		f, err := os.Create(g.cpuProfile)
-		if err != nil {
-			return nil, fmt.Errorf("--cpu-profile: %w", err)
-		}
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return nil, fmt.Errorf("--cpu-profile: %w", err)
-		}
 	}
 	// ECS field names (@timestamp, log.level, message, service.name), so
 	// the same lines read alike on stderr and in triage-logs-*.
@@ -173,7 +163,39 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		return explainFlagError(root, args, err)
 	}
+	stop, err := startCPUProfile(root, args)
+	if err != nil {
+		return err
+	}
+	// Deferred, so a SIGTERM (ctx cancelled, command returns) still writes
+	// the profile.
+	defer stop()
 	return root.Run(ctx)
+}
+
+// startCPUProfile starts the Go CPU profile that the chosen subcommand's
+// --cpu-profile (or TRIAGE_CPU_PROFILE) names, here rather than in each
+// command so that every subcommand honours it; stop ends it.
+func startCPUProfile(root *ffcli.Command, args []string) (stop func(), err error) {
+	cmd, _ := findCommand(root, args)
+	var path string
+	if cmd.FlagSet != nil {
+		if f := cmd.FlagSet.Lookup("cpu-profile"); f != nil {
+			path = f.Value.String()
+		}
+	}
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("--cpu-profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("--cpu-profile: %w", err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
 func versionCommand(stdout io.Writer) *ffcli.Command {
