@@ -18,7 +18,8 @@
 #
 # Env: REST_RATES (comma-separated req/s), REST_DURATION (5s), REST_WARMUP (1s),
 # REST_WORKERS ("1 2"), REST_MAX_P99 (100ms), REST_SERVERS (default
-# "triage triage-no-batching sklearn onnx"), TRIAGE_BIN, REST_DATA.
+# "triage triage-no-batching sklearn onnx"), TRIAGE_BIN, REST_DATA, PROFILE_DIR (each
+# Triage gateway writes a CPU profile PROFILE_DIR/<server>.pprof covering its run).
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -34,6 +35,7 @@ REST_WORKERS="${REST_WORKERS:-1 2}"
 REST_MAX_P99="${REST_MAX_P99:-100ms}"
 REST_SERVERS="${REST_SERVERS:-triage triage-no-batching sklearn onnx}"
 REST_DATA="${REST_DATA:-../shared/data/banking77/train.csv}"
+PROFILE_DIR="${PROFILE_DIR:-}"
 TRIAGE_BIN="${TRIAGE_BIN:-.cache/bench/triage}"
 READY_TIMEOUT="${READY_TIMEOUT:-120}"
 [[ -f "$REST_DATA" ]] || die "no $REST_DATA (Banking77 text,category CSV; set REST_DATA)"
@@ -112,6 +114,13 @@ run() {
 	stop_server
 }
 
+# profile_flag prints --cpu-profile for a Triage server when PROFILE_DIR is set.
+profile_flag() {
+	[[ -n "$PROFILE_DIR" ]] || return 0
+	mkdir -p "$PROFILE_DIR"
+	printf -- '--cpu-profile=%s/%s.pprof' "$PROFILE_DIR" "$1"
+}
+
 # The gateway role alone: no broker, so no model updates or training jobs.
 gateway_args=(gateway --model "support=$triage_model" --api-keys-file "$keys_file" --metrics-addr ""
 	--updates-topic "" --train-requests-topic "" --registry "$work/registry" --log-level warn)
@@ -120,11 +129,11 @@ for server in $REST_SERVERS; do
 	case "$server" in
 	triage)
 		p="$(free_port)"
-		run triage "$p" -- "$TRIAGE_BIN" "${gateway_args[@]}" --http-addr "127.0.0.1:$p"
+		run triage "$p" -- "$TRIAGE_BIN" "${gateway_args[@]}" --http-addr "127.0.0.1:$p" $(profile_flag triage)
 		;;
 	triage-no-batching)
 		p="$(free_port)"
-		run triage-no-batching "$p" -- "$TRIAGE_BIN" "${gateway_args[@]}" --http-addr "127.0.0.1:$p" --dynamic-batching=false
+		run triage-no-batching "$p" -- "$TRIAGE_BIN" "${gateway_args[@]}" --http-addr "127.0.0.1:$p" --dynamic-batching=false $(profile_flag triage-no-batching)
 		;;
 	sklearn | onnx)
 		for w in $REST_WORKERS; do
