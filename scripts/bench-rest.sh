@@ -61,6 +61,8 @@ onnx_model="$("$BENCH_PYTHON" scripts/bench/rest_onnx.py --prepare --data "$REST
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/triage-bench-rest.XXXXXX")"
 results="$work/results.jsonl"
+rss_table="$work/rss.md"
+: >"$rss_table"
 srv_pid=""
 srv_log=""
 stop_server() {
@@ -111,7 +113,20 @@ run() {
 	"$TRIAGE_BIN" bench rest --url "$url" --key "$TRIAGE_KEY" --data "$REST_DATA" --name "$name" \
 		--rates "$REST_RATES" --duration "$REST_DURATION" --warmup "$REST_WARMUP" --max-p99 "$REST_MAX_P99" \
 		--json "$results" >&2
+	printf '| %s | %s |\n' "$name" "$(tree_hwm_mb "$srv_pid")" >>"$rss_table"
 	stop_server
+}
+
+# tree_hwm_mb prints the peak RSS (VmHWM) of a server and its children (uvicorn
+# workers) in MB, summed: what the server as a whole held at its peak.
+tree_hwm_mb() {
+	local pids=("$1") kb=0 p
+	mapfile -t -O 1 pids < <(pgrep -P "$1" || true)
+	for p in "${pids[@]}"; do
+		p_kb="$(awk '/^VmHWM:/ {print $2}' "/proc/$p/status" 2>/dev/null || true)"
+		kb=$((kb + ${p_kb:-0}))
+	done
+	printf '%d' $((kb / 1024))
 }
 
 # profile_flag prints --cpu-profile for a Triage server when PROFILE_DIR is set.
@@ -153,3 +168,5 @@ printf '\n'
 printf 'Open loop (vegeta, triage bench rest), %s per rate after %s warm-up, %s CPUs shared by the load generator and the server, %s\n\n' \
 	"$REST_DURATION" "$REST_WARMUP" "$(env -u OMP_NUM_THREADS nproc)" "$(date -u +%Y-%m-%dT%H:%MZ)"
 "$BENCH_PYTHON" scripts/bench/rest_report.py "$results"
+printf '\n| server | peak RSS MB (server + workers) |\n|---|---:|\n'
+cat "$rss_table"
