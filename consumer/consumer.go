@@ -191,6 +191,10 @@ type Consumer struct {
 	log     *slog.Logger
 	topics  []string
 
+	// Reused across batches by handle, which runs one batch at a time.
+	items []item
+	arena *arena // nil while a transaction holds it
+
 	mu    sync.Mutex
 	ready bool
 }
@@ -272,6 +276,8 @@ type session interface {
 	// end commits (or aborts when commit is false); committed reports
 	// whether the outputs and offsets became visible together.
 	end(ctx context.Context, commit bool, polled []*kgo.Record) (committed bool, err error)
+	// flush waits for every produced record's promise.
+	flush(ctx context.Context) error
 	client() *kgo.Client
 	close()
 }
@@ -286,8 +292,9 @@ func (t txnSession) produce(ctx context.Context, r *kgo.Record, p func(*kgo.Reco
 func (t txnSession) end(ctx context.Context, commit bool, _ []*kgo.Record) (bool, error) {
 	return t.s.End(ctx, kgo.TransactionEndTry(commit))
 }
-func (t txnSession) client() *kgo.Client { return t.s.Client() }
-func (t txnSession) close()              { t.s.Close() }
+func (t txnSession) flush(ctx context.Context) error { return t.s.Client().Flush(ctx) }
+func (t txnSession) client() *kgo.Client             { return t.s.Client() }
+func (t txnSession) close()                          { t.s.Close() }
 
 type plainSession struct{ cl *kgo.Client }
 
@@ -330,7 +337,8 @@ func (p plainSession) rewind(polled []*kgo.Record) {
 	}
 	p.cl.SetOffsets(first)
 }
-func (p plainSession) client() *kgo.Client { return p.cl }
+func (p plainSession) client() *kgo.Client             { return p.cl }
+func (p plainSession) flush(ctx context.Context) error { return p.cl.Flush(ctx) }
 
 // close must allow rebalances: the last poll (the one that saw the
 // shutdown) blocked them, and leaving the group waits for them.

@@ -23,39 +23,96 @@ const (
 	maxDeadLetterValue = 512 << 10 // base64 grows it by 4/3: stays under the default 1 MB record limit
 )
 
-// output builds the one record an input item yields; p is the item's
-// prediction (unused for a dead letter).
-func (c *Consumer) output(it *item, p schemas.Prediction, now time.Time) (*kgo.Record, error) {
-	if it.reason != "" {
-		return c.deadLetter(it, now)
-	}
-	v, err := json.Marshal(p)
-	if err != nil {
-		return nil, fmt.Errorf("encode prediction: %w", err)
-	}
-	return &kgo.Record{
-		Topic: c.cfg.PredictionsTopic,
-		Key:   []byte(it.input.ID),
-		Value: v,
-		Headers: []kgo.RecordHeader{
-			{Key: HeaderKind, Value: []byte(kindPrediction)},
-			{Key: HeaderSchema, Value: []byte(schemas.Version + "/prediction")},
-		},
-	}, nil
+// Header values shared by every output record; kgo only reads them.
+var (
+	hdrPrediction       = []byte(kindPrediction)
+	hdrPredictionSchema = []byte(schemas.Version + "/prediction")
+)
+
+// arena holds one transaction's prediction records and their bytes, so
+// batches reuse memory instead of allocating per message. A record handed
+// to kgo must stay untouched until its promise fires, so an arena is
+// reused only after the transaction it served flushed (handle).
+type arena struct {
+	buf     []byte
+	recs    []kgo.Record
+	hdrs    []kgo.RecordHeader
+	scores  []schemas.Score // scratch for the prediction being encoded
+	sig     schemas.Signals
+	dist    float64
+	pred    schemas.Prediction
+	nextRec int
+	outs    []*kgo.Record // every output of the transaction, in order
 }
 
-// prediction is the prediction record of a healthy item.
-func prediction(it *item, now time.Time) schemas.Prediction {
-	p := it.pred
-	scores := make([]schemas.Score, len(p.Scores))
-	for i, s := range p.Scores {
-		scores[i] = schemas.Score{Label: s.Label, Score: float64(s.Score)}
+// takeArena returns the consumer's arena, sized for n outputs, or a new
+// one; the caller gives it back by setting c.arena once it is safe.
+func (c *Consumer) takeArena(n int) *arena {
+	a := c.arena
+	c.arena = nil
+	if a == nil {
+		a = &arena{}
 	}
+	a.buf = a.buf[:0]
+	if cap(a.buf) == 0 {
+		a.buf = make([]byte, 0, n*640)
+	}
+	if cap(a.recs) < n {
+		a.recs = make([]kgo.Record, n)
+		a.hdrs = make([]kgo.RecordHeader, 2*n)
+	}
+	a.nextRec = 0
+	clear(a.outs)
+	a.outs = a.outs[:0]
+	return a
+}
+
+// predictionRecord encodes p as the item's output record. Key and value
+// are appended to the arena's buffer; when it grows, earlier records keep
+// pointing into the old array, which stays valid.
+func (c *Consumer) predictionRecord(a *arena, it *item, p *schemas.Prediction) (*kgo.Record, error) {
+	start := len(a.buf)
+	a.buf = append(a.buf, it.input.ID...)
+	keyEnd := len(a.buf)
+	var err error
+	a.buf, err = p.AppendJSON(a.buf)
+	if err != nil {
+		a.buf = a.buf[:start]
+		return nil, fmt.Errorf("encode prediction: %w", err)
+	}
+	b := a.buf
+	i := a.nextRec
+	a.nextRec++
+	h := a.hdrs[2*i : 2*i+2 : 2*i+2]
+	h[0] = kgo.RecordHeader{Key: HeaderKind, Value: hdrPrediction}
+	h[1] = kgo.RecordHeader{Key: HeaderSchema, Value: hdrPredictionSchema}
+	r := &a.recs[i]
+	*r = kgo.Record{
+		Topic:   c.cfg.PredictionsTopic,
+		Key:     b[start:keyEnd:keyEnd],
+		Value:   b[keyEnd:len(b):len(b)],
+		Headers: h,
+	}
+	return r, nil
+}
+
+// prediction is the prediction record of a healthy item, built in the
+// arena's scratch space: valid until the next call.
+func (a *arena) prediction(it *item, now time.Time) *schemas.Prediction {
+	p := it.pred
+	if a.scores == nil {
+		a.scores = make([]schemas.Score, 0, 8) // never nil: the record says [] rather than null
+	}
+	scores := a.scores[:0]
+	for _, s := range p.Scores {
+		scores = append(scores, schemas.Score{Label: s.Label, Score: float64(s.Score)})
+	}
+	a.scores = scores
 	var latency float64
 	if !it.rec.Timestamp.IsZero() {
 		latency = max(0, float64(now.Sub(it.rec.Timestamp).Microseconds())/1000)
 	}
-	return schemas.Prediction{
+	a.pred = schemas.Prediction{
 		ID:           it.input.ID,
 		Input:        schemas.InputRef{Topic: it.rec.Topic, Partition: it.rec.Partition, Offset: it.rec.Offset},
 		Label:        p.Label,
@@ -65,22 +122,26 @@ func prediction(it *item, now time.Time) schemas.Prediction {
 		ClassifiedAt: now.UTC(),
 		LatencyMS:    latency,
 		Truncated:    p.Truncated,
-		Signals:      signals(p.Signals),
 	}
+	if signals(&a.sig, &a.dist, p.Signals) {
+		a.pred.Signals = &a.sig
+	}
+	return &a.pred
 }
 
-// signals is the record form of a prediction's monitoring signals; nil
-// for predictors that measure none (Calibrated is then zero).
-func signals(s inference.Signals) *schemas.Signals {
+// signals fills out with the record form of a prediction's monitoring
+// signals (dist backs its embedding distance); false for predictors that
+// measure none (Calibrated is then zero).
+func signals(out *schemas.Signals, dist *float64, s inference.Signals) bool {
 	if s.Calibrated <= 0 {
-		return nil
+		return false
 	}
-	out := &schemas.Signals{Calibrated: round5(s.Calibrated), Margin: round5(s.Margin), Tokens: s.Tokens, OOVRate: round5(s.OOVRate)}
+	*out = schemas.Signals{Calibrated: round5(s.Calibrated), Margin: round5(s.Margin), Tokens: s.Tokens, OOVRate: round5(s.OOVRate)}
 	if d := float64(s.EmbedDist); !math.IsNaN(d) {
-		d = max(0, round5(s.EmbedDist))
-		out.EmbedDist = &d
+		*dist = max(0, round5(s.EmbedDist))
+		out.EmbedDist = dist
 	}
-	return out
+	return true
 }
 
 // round5 keeps five decimals: float32 noise would otherwise fill the
