@@ -192,8 +192,9 @@ type Consumer struct {
 	topics  []string
 
 	// Reused across batches by handle, which runs one batch at a time.
-	items []item
-	arena *arena // nil while a transaction holds it
+	items  []item
+	arena  *arena               // nil while a transaction holds it
+	inputs [3][]inference.Input // featurisation buffers cycled by classify
 
 	mu    sync.Mutex
 	ready bool

@@ -305,7 +305,7 @@ func firstErr(a, b error) error {
 // stagedPredictor splits Predict into featurisation and the ONNX Runtime
 // call (*inference.Model does), so the two can overlap across micro-batches.
 type stagedPredictor interface {
-	TransformAll(texts []string) []inference.Input
+	TransformAllTo(dst []inference.Input, texts []string) []inference.Input
 	PredictInputs(ctx context.Context, ins []inference.Input) ([]inference.Prediction, error)
 }
 
@@ -349,14 +349,18 @@ func (c *Consumer) classify(ctx context.Context, items []item, done chan<- []*it
 		ahead := make(chan featurised, 1)
 		go func() {
 			defer close(ahead)
-			for _, b := range batches {
-				texts := make([]string, len(b))
-				for i, it := range b {
-					texts[i] = it.input.Text
+			var texts []string
+			for k, b := range batches {
+				texts = texts[:0]
+				for _, it := range b {
+					texts = append(texts, it.input.Text)
 				}
 				start := time.Now()
-				ins := sp.TransformAll(texts)
-				ahead <- featurised{ins, time.Since(start)}
+				// At most three batches are live (one being predicted, one
+				// in ahead, this one), so three reused slots never collide.
+				slot := &c.inputs[k%len(c.inputs)]
+				*slot = sp.TransformAllTo(*slot, texts)
+				ahead <- featurised{*slot, time.Since(start)}
 			}
 		}()
 		for _, b := range batches {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -20,13 +21,16 @@ type stagedFake struct{}
 
 func (stagedFake) Ref() inference.ModelRef { return inference.ModelRef{Name: "fake", Version: "1"} }
 func (f stagedFake) Predict(ctx context.Context, texts []string) ([]inference.Prediction, error) {
-	return f.PredictInputs(ctx, f.TransformAll(texts))
+	return f.PredictInputs(ctx, f.TransformAllTo(nil, texts))
 }
-func (stagedFake) TransformAll(texts []string) []inference.Input {
-	ins := make([]inference.Input, len(texts))
+
+// TransformAllTo reuses dst like the real model, so a slot reused while
+// its batch is still being predicted would show as wrong predictions.
+func (stagedFake) TransformAllTo(dst []inference.Input, texts []string) []inference.Input {
+	ins := slices.Grow(dst[:0], len(texts))[:len(texts)]
 	for i, t := range texts {
-		ins[i].Features.IDs = []int64{int64(len(t))}
-		ins[i].Tokens = []int64{int64(len(texts))}
+		ins[i].Features.IDs = append(ins[i].Features.IDs[:0], int64(len(t)))
+		ins[i].Tokens = append(ins[i].Tokens[:0], int64(len(texts)))
 		ins[i].Truncated = strings.HasPrefix(t, "boom")
 		ins[i].Length = len(t)
 		if t == "boom!" {

@@ -174,9 +174,16 @@ func (m *Model) Predict(ctx context.Context, texts []string) ([]Prediction, erro
 
 // TransformAll transforms texts, spread over all CPUs for large batches.
 func (m *Model) TransformAll(texts []string) []Input {
-	ins := make([]Input, len(texts))
-	parallel(len(texts), func(i int) { m.TransformTo(&ins[i], texts[i]) })
-	return ins
+	return m.TransformAllTo(nil, texts)
+}
+
+// TransformAllTo is TransformAll into dst's elements, reusing their
+// feature buffers (dst grows as needed), so a caller that cycles a few
+// such slices featurises without per-text allocations.
+func (m *Model) TransformAllTo(dst []Input, texts []string) []Input {
+	dst = slices.Grow(dst[:0], len(texts))[:len(texts)]
+	parallel(len(texts), func(i int) { m.TransformTo(&dst[i], texts[i]) })
+	return dst
 }
 
 // PredictInputs classifies texts already transformed, so callers can
