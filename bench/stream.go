@@ -3,6 +3,7 @@ package bench
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -40,6 +41,9 @@ type StreamConfig struct {
 	// Triage is the triage binary whose `consumer` subcommand is measured:
 	// a real process, so its peak RSS is its own.
 	Triage string
+	// Before, if set, is an earlier triage binary whose micro-batched
+	// consumer runs as well (b0): before and after in the same run.
+	Before string
 	ORTLib string    // passed to the consumer processes
 	Stderr io.Writer // the consumer processes' stderr
 
@@ -124,6 +128,7 @@ type StreamResult struct {
 const (
 	runPassthrough = "passthrough"
 	runBatched     = "batched"
+	runBefore      = "batched-before"
 	runBatch1      = "batch1"
 	runPython1     = "python1"
 	runPython2     = "python2"
@@ -136,6 +141,7 @@ type streamSetup struct {
 	procs       int
 	route, wait string
 	batch       int
+	bin         string // the triage binary; "" = cfg.Triage
 }
 
 // Stream measures end-to-end msgs/s, CPU per message, produce→prediction
@@ -153,6 +159,10 @@ func Stream(ctx context.Context, cfg StreamConfig) (StreamResult, error) {
 		{id: runPassthrough, name: "a) passthrough, no model", route: consumer.PassthroughRoute, batch: 256, wait: "5ms", procs: 1},
 		{id: runBatched, name: "b) linear model, micro-batched (256, 5ms)", route: cfg.ModelDir, batch: 256, wait: "5ms", procs: 1},
 		{id: runBatch1, name: "c) linear model, batch size 1", route: cfg.ModelDir, batch: 1, wait: "0s", procs: 1},
+	}
+	if cfg.Before != "" {
+		setups = append(setups, streamSetup{id: runBefore, name: "b0) linear model, micro-batched (256, 5ms), before: " + filepath.Base(cfg.Before),
+			route: cfg.ModelDir, batch: 256, wait: "5ms", procs: 1, bin: cfg.Before})
 	}
 	if cfg.Python != "" {
 		if cfg.Partitions < 2 {
@@ -248,6 +258,10 @@ func streamRatios(sum []StreamSummary) []Ratio {
 	}
 	if c := get(runBatch1); c != nil {
 		out = append(out, ratio("msgs/s (b) ÷ batch size 1 (c)", b.Rate, c.Rate, "", nil))
+	}
+	if b0 := get(runBefore); b0 != nil {
+		out = append(out, ratio("CPU/msg (b) ÷ before (b0)", b.CPU, b0.CPU, "", nil))
+		out = append(out, ratio("msgs/s (b) ÷ before (b0)", b.Rate, b0.Rate, "", nil))
 	}
 	return out
 }
@@ -378,7 +392,7 @@ func measureStream(ctx context.Context, cfg StreamConfig, s streamSetup, texts [
 			"--group", group, "--input", in, "--output", out, "--model", cfg.PythonModel,
 			"--batch-max", strconv.Itoa(s.batch), "--batch-wait", s.wait, "--start-paused"}
 	} else {
-		name = cfg.Triage
+		name = cmp.Or(s.bin, cfg.Triage)
 		args = []string{"consumer", "--brokers", strings.Join(brokers, ","), "--group", group, "--route", in + "=" + s.route,
 			"--predictions-topic", out, "--dead-letter-topic", dlq, "--batch-max", strconv.Itoa(s.batch), "--batch-wait", s.wait,
 			"--metrics-addr", "", "--log-level", "warn", "--instance-id", "bench"}

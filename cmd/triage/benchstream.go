@@ -34,6 +34,7 @@ func benchStreamCommand(stdout, stderr io.Writer) *ffcli.Command {
 	python := fs.String("python", defaultBenchPython, "Python of the baseline venv (confluent-kafka, scikit-learn); \"\" skips the Python runs")
 	pyScripts := fs.String("python-scripts", "scripts/bench", "folder with python_consumer.py and train_sklearn.py")
 	pyModel := fs.String("python-model", ".cache/bench/sklearn-banking77.pkl", "the baseline's scikit-learn pickle (trained and cached when missing)")
+	before := fs.String("before", "", "an earlier triage binary whose micro-batched consumer also runs (b0), for before/after in one run")
 	profileDir := fs.String("profile-dir", "", "write a Go CPU profile per Triage consumer process to DIR/<run>-<rep>.pprof")
 	return &ffcli.Command{
 		Name:       "stream",
@@ -59,7 +60,7 @@ func benchStreamCommand(stdout, stderr io.Writer) *ffcli.Command {
 			res, err := bench.Stream(ctx, bench.StreamConfig{
 				Brokers: splitList(*brokers), ModelDir: *modelDir, Data: *data, TextColumn: *textCol, LabelColumn: *labelCol,
 				Messages: *n, Partitions: int32(*partitions), Repeat: *repeat, LatencyMessages: *latN, LatencyRate: *latRate,
-				Triage: self, ORTLib: *ortLib, Stderr: stderr,
+				Triage: self, Before: *before, ORTLib: *ortLib, Stderr: stderr,
 				Python: *python, PythonScripts: *pyScripts, PythonModel: *pyModel, ProfileDir: *profileDir,
 				OnStart: func() {
 					fmt.Fprintf(stdout, "brokers %s, %d-partition input, %d messages (throughput) + %d at %d/s (latency) per run, %d repetitions, texts from %s\n",
