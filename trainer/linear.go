@@ -33,10 +33,34 @@ func (m *Linear) Scores(v featurizer.Vector, z []float32) {
 	C := m.NumClasses
 	copy(z, m.B)
 	for j, f := range v.IDs {
-		w := v.Weights[j]
-		row := m.W[int(f)*C : int(f)*C+C]
-		for c := range z {
-			z[c] += w * row[c]
+		axpy(z, v.Weights[j], m.W[int(f)*C:int(f)*C+C])
+	}
+}
+
+// prefetchAhead is how many features ahead trainScores fetches rows:
+// enough to cover memory latency, few enough to stay in flight.
+const prefetchAhead = 6
+
+// trainScores writes v's class scores into z from weights W whose rows are
+// stride S apart. It also fetches the weight and AdaGrad rows of the
+// features ahead (their order is random, so the hardware cannot guess
+// them), which the update then finds in cache.
+func trainScores(W, B, acc []float32, S int, v featurizer.Vector, z []float32, vec bool) {
+	copy(z, B)
+	for _, f := range v.IDs[:min(prefetchAhead, len(v.IDs))] {
+		prefetchRow(W[int(f)*S : int(f)*S+S])
+		prefetchRow(acc[int(f)*S : int(f)*S+S])
+	}
+	for j, f := range v.IDs {
+		if k := j + prefetchAhead; k < len(v.IDs) {
+			off := int(v.IDs[k]) * S
+			prefetchRow(W[off : off+S])
+			prefetchRow(acc[off : off+S])
+		}
+		if row := W[int(f)*S : int(f)*S+S]; vec {
+			axpyVec(z, v.Weights[j], row)
+		} else {
+			axpyGo(z, v.Weights[j], row)
 		}
 	}
 }
@@ -121,16 +145,27 @@ func fit(ctx context.Context, xs []featurizer.Vector, ys []int, numFeatures, num
 	hp HyperParams, maxEpochs int, seed uint64, hook epochHook) (*Linear, error) {
 	m := newLinear(numFeatures, numClasses)
 	C := numClasses
-	gW := make([]float32, numFeatures*C) // AdaGrad squared-gradient sums
-	gB := make([]float32, C)
-	z := make([]float32, C)
+	// With the vector kernels, rows are padded to whole 8-lane vectors
+	// (zero lanes stay zero: their gradient is zero) so no step needs a
+	// masked tail; m gets the unpadded rows when a caller looks.
+	S := C
+	if useAVX && C >= 8 {
+		S = (C + 7) &^ 7
+	}
+	W, B := m.W, m.B
+	if S != C {
+		W, B = make([]float32, numFeatures*S), make([]float32, S)
+	}
+	gW := make([]float32, numFeatures*S) // AdaGrad squared-gradient sums
+	gB := make([]float32, S)
+	z := make([]float32, S)
+	vec := useVec(S)
 	order := make([]int, len(xs))
 	for i := range order {
 		order[i] = i
 	}
 	rng := rand.New(rand.NewPCG(seed, 0x6c696e6561720001))
 	lr, l2 := float32(hp.LearningRate), float32(hp.L2)
-	const eps = 1e-8
 	for epoch := 1; epoch <= maxEpochs; epoch++ {
 		rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
 		for n, i := range order {
@@ -138,32 +173,43 @@ func fit(ctx context.Context, xs []featurizer.Vector, ys []int, numFeatures, num
 				return nil, ctx.Err()
 			}
 			x := xs[i]
-			m.Scores(x, z)
-			if !lossGradient(hp.Loss, z, ys[i]) {
+			trainScores(W, B, gW, S, x, z, vec)
+			if !lossGradient(hp.Loss, z[:C], ys[i]) {
 				continue
 			}
-			for c, g := range z {
-				gB[c] += g * g
-				m.B[c] -= lr * g / float32(math.Sqrt(float64(gB[c])+eps))
-			}
+			// z now holds dLoss/dscores (zero in padding lanes), shared by
+			// the bias and every feature row the example touches.
+			adagradRow(B, gB, z, 1, 0, lr)
 			for j, f := range x.IDs {
-				w := x.Weights[j]
-				off := int(f) * C
-				row, acc := m.W[off:off+C], gW[off:off+C]
-				acc, zz := acc[:len(row)], z[:len(row)] // lets the compiler drop bounds checks
-				for c := range row {
-					g := w*zz[c] + l2*row[c]
-					a := acc[c] + g*g
-					acc[c] = a
-					row[c] -= lr * g / float32(math.Sqrt(float64(a)+eps))
+				off := int(f) * S
+				if vec {
+					adagradRowVec(W[off:off+S], gW[off:off+S], z, x.Weights[j], l2, lr)
+				} else {
+					adagradRowGo(W[off:off+S], gW[off:off+S], z, x.Weights[j], l2, lr)
 				}
 			}
 		}
-		if hook != nil && !hook(epoch, m) {
-			break
+		if hook != nil {
+			unpad(m, W, B, S)
+			if !hook(epoch, m) {
+				return m, nil
+			}
 		}
 	}
+	unpad(m, W, B, S)
 	return m, nil
+}
+
+// unpad copies padded training weights (row stride S) into m.
+func unpad(m *Linear, W, B []float32, S int) {
+	C := m.NumClasses
+	if S == C {
+		return // m's own slices were trained in place
+	}
+	for f := range m.NumFeatures {
+		copy(m.W[f*C:f*C+C], W[f*S:f*S+C])
+	}
+	copy(m.B, B[:C])
 }
 
 // Fit trains a linear model on featurised examples for exactly epochs
