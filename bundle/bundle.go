@@ -55,6 +55,9 @@ type Manifest struct {
 	// temperature and each statistic's alarm threshold. Bundles from
 	// before it have none and are watched without alarms.
 	Monitoring *drift.Reference `json:"monitoring,omitempty"`
+	// Abstain is the out-of-scope rule: predictions scoring under its
+	// threshold are flagged abstained. Bundles without it never abstain.
+	Abstain *Abstain `json:"abstain,omitempty"`
 	// Files maps each bundle file to its SHA-256, checked on load so a
 	// half-copied or tampered bundle is refused rather than served.
 	Files map[string]string `json:"files"`
@@ -308,6 +311,9 @@ func Load(dir string) (*Bundle, error) {
 		return nil, fmt.Errorf("load model %q: unknown graph kind %q", dir, m.Graph.Kind)
 	}
 	if err := m.checkEncoder(); err != nil {
+		return nil, fmt.Errorf("load model %q: %w", dir, err)
+	}
+	if err := m.Abstain.check(m); err != nil {
 		return nil, fmt.Errorf("load model %q: %w", dir, err)
 	}
 	if len(m.Labels) != m.Graph.NumClasses || len(m.Labels) < 2 {

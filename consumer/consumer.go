@@ -109,6 +109,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Review.Topic, "review-topic", DefaultReviewTopic, `topic uncertain predictions are offered on for human labelling ("" disables)`)
 	fs.Float64Var(&c.Review.MaxMargin, "review-margin", DefaultReviewMargin, "a prediction is uncertain when its top-2 probability margin is below this")
 	fs.Float64Var(&c.Review.Rate, "review-rate", DefaultReviewRate, "most uncertain predictions offered per second (a sample, not all of them)")
+	fs.BoolVar(&c.Review.Abstained, "review-abstained", true, "also route every abstained (out-of-scope) prediction to the review topic, unsampled")
 }
 
 // Validate fills defaults and reports every problem with what to change.
@@ -210,6 +211,9 @@ func New(cfg Config) (*Consumer, error) {
 		return nil, fmt.Errorf("consumer metrics: %w", err)
 	}
 	topics := slices.Sorted(maps.Keys(cfg.Routes))
+	for _, t := range topics {
+		m.abstained.WithLabelValues(t) // exported as 0 before the first abstention
+	}
 	return &Consumer{cfg: cfg, metrics: m, log: cfg.Logger.With("role", "consumer"), topics: topics, review: newReviewer(cfg.Review)}, nil
 }
 

@@ -166,6 +166,9 @@ func (c *Consumer) handle(ctx context.Context, s session, recs []*kgo.Record) er
 		if it.pred.Truncated {
 			c.metrics.truncated.Inc()
 		}
+		if it.pred.Abstained {
+			c.metrics.abstained.WithLabelValues(it.rec.Topic).Inc()
+		}
 	}
 	return nil
 }

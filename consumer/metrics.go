@@ -8,6 +8,7 @@ type metrics struct {
 	records      *prometheus.CounterVec // topic, outcome
 	deadLetters  *prometheus.CounterVec // reason
 	truncated    prometheus.Counter     //
+	abstained    *prometheus.CounterVec // topic
 	batchRecords prometheus.Histogram   //
 	inference    prometheus.Histogram   // seconds per ORT call
 	latency      prometheus.Histogram   // record timestamp -> prediction produced
@@ -34,6 +35,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		truncated: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "triage_consumer_truncated_total", Help: "Texts longer than the model window, classified on their beginning.",
 		}),
+		abstained: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "triage_consumer_abstained_total", Help: "Predictions the model abstained on (out of scope: abstention score under its threshold), by input topic.",
+		}, []string{"topic"}),
 		batchRecords: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "triage_consumer_batch_records", Help: "Records per inference micro-batch.",
 			Buckets: prometheus.ExponentialBuckets(1, 2, 11),
@@ -56,13 +60,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "triage_consumer_inflight_records", Help: "Records polled and not yet committed.",
 		}),
 		reviewOffered: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "triage_consumer_review_offered_total", Help: "Uncertain predictions produced to the review queue for human labelling.",
+			Name: "triage_consumer_review_offered_total", Help: "Predictions produced to the review queue for human labelling: uncertain ones (sampled) and, with --review-abstained, abstained ones.",
 		}),
 		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "triage_consumer_lag_records", Help: "Records behind the end of each assigned partition, as of its last fetch.",
 		}, []string{"topic", "partition"}),
 	}
-	for _, c := range []prometheus.Collector{m.records, m.deadLetters, m.truncated, m.batchRecords, m.inference,
+	for _, c := range []prometheus.Collector{m.records, m.deadLetters, m.truncated, m.abstained, m.batchRecords, m.inference,
 		m.latency, m.transactions, m.pollErrors, m.inflight, m.reviewOffered, m.lag} {
 		if err := reg.Register(c); err != nil {
 			return nil, err

@@ -122,6 +122,7 @@ func (a *arena) prediction(it *item, now time.Time) *schemas.Prediction {
 		ClassifiedAt: now.UTC(),
 		LatencyMS:    latency,
 		Truncated:    p.Truncated,
+		Abstained:    p.Abstained,
 	}
 	if signals(&a.sig, &a.dist, p.Signals) {
 		a.pred.Signals = &a.sig

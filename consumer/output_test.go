@@ -25,7 +25,7 @@ func TestPredictionRecordBytes(t *testing.T) {
 	var items []item
 	for i := range 200 {
 		p := inference.Prediction{Label: labels[i%len(labels)], Confidence: float32(i) / 200, Model: inference.ModelRef{Name: "m<1>", Version: "v&1"},
-			Truncated: i%3 == 0}
+			Truncated: i%3 == 0, Abstained: i%7 == 0}
 		for j := range i % 6 {
 			p.Scores = append(p.Scores, inference.Score{Label: labels[(i+j)%len(labels)], Score: 1 / float32(j+i+1)})
 		}
@@ -88,5 +88,5 @@ func oldPrediction(it *item, now time.Time) schemas.Prediction {
 	}
 	return schemas.Prediction{ID: it.input.ID, Input: schemas.InputRef{Topic: it.rec.Topic, Partition: it.rec.Partition, Offset: it.rec.Offset},
 		Label: p.Label, Confidence: float64(p.Confidence), Scores: scores, Model: schemas.ModelRef{Name: p.Model.Name, Version: p.Model.Version},
-		ClassifiedAt: now.UTC(), LatencyMS: latency, Truncated: p.Truncated, Signals: sig}
+		ClassifiedAt: now.UTC(), LatencyMS: latency, Truncated: p.Truncated, Abstained: p.Abstained, Signals: sig}
 }

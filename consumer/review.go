@@ -21,10 +21,13 @@ const (
 // ReviewPolicy picks predictions worth a person's label: those whose top-2
 // margin is below MaxMargin (the model hesitates between two labels), at
 // most Rate per second, so the queue is a sample a person can keep up with.
+// With Abstained, every abstained prediction (out of scope for the model)
+// goes too, unsampled: it is routed to a person rather than acted on.
 type ReviewPolicy struct {
 	Topic     string
 	MaxMargin float64
 	Rate      float64
+	Abstained bool
 }
 
 // margin is the best probability minus the second best.
@@ -59,11 +62,12 @@ func (r *reviewer) record(it *item, p schemas.Prediction, now time.Time) (*kgo.R
 		return nil, nil
 	}
 	m := margin(p.Scores)
-	if m >= r.policy.MaxMargin || !r.limiter.AllowN(now, 1) {
+	routed := p.Abstained && r.policy.Abstained
+	if !routed && (m >= r.policy.MaxMargin || !r.limiter.AllowN(now, 1)) {
 		return nil, nil
 	}
 	v, err := json.Marshal(schemas.Review{ID: p.ID, Text: it.input.Text, Label: p.Label, Confidence: p.Confidence, Margin: m,
-		Scores: p.Scores, Model: p.Model, Input: p.Input, ClassifiedAt: p.ClassifiedAt})
+		Scores: p.Scores, Model: p.Model, Input: p.Input, ClassifiedAt: p.ClassifiedAt, Abstained: p.Abstained})
 	if err != nil {
 		return nil, fmt.Errorf("encode review item: %w", err)
 	}

@@ -218,8 +218,8 @@ func operations(g *schemaGen) []operation {
 			params: []obj{pathParam("id", "job id from POST /v1/train")},
 			status: "200", response: ok("the job", g.ref(TrainJob{})), errors: withAuth(404, 503)},
 		{method: "get", path: "/v1/review", id: "review", summary: "Uncertain predictions to label", tags: []string{"feedback"}, scope: ScopeFeedback,
-			desc: "Predictions the consumers found uncertain (top-2 probability margin below --review-margin, sampled at --review-rate), " +
-				"smallest margin first. Label one with POST /v1/feedback using its id; it then leaves the list. 503 without a review queue.",
+			desc: "Predictions the consumers found uncertain (top-2 probability margin below --review-margin, sampled at --review-rate) " +
+				"or abstained on (out of scope for the model, `abstained: true`; all of them, with --review-abstained), smallest margin first. Label one with POST /v1/feedback using its id; it then leaves the list. 503 without a review queue.",
 			params: []obj{
 				{"name": "model", "in": "query", "required": false, "description": "only this model's items", "schema": obj{"type": "string"}},
 				{"name": "limit", "in": "query", "required": false, "description": "most items (1..200, default 20)", "schema": obj{"type": "integer", "minimum": 1, "maximum": 200}},

@@ -47,6 +47,9 @@ type Prediction struct {
 	// Truncated reports that the text was longer than the featurisation
 	// window and only its beginning was classified.
 	Truncated bool `json:"truncated,omitempty"`
+	// Abstained reports that the text looks out of scope: its abstention
+	// score is under the model's threshold. Label stays the best guess.
+	Abstained bool `json:"abstained,omitempty" doc:"true when the text looks out of scope for the model (its abstention score is under the model's threshold); label is then only the best guess"`
 	// Signals feed the drift monitor; not part of the REST response.
 	Signals Signals `json:"-"`
 }
@@ -192,7 +195,7 @@ func (m *Model) PredictInputs(ctx context.Context, ins []Input) ([]Prediction, e
 	if len(ins) == 0 {
 		return nil, ErrNoTexts
 	}
-	heads, dists, err := m.headVectors(ctx, ins)
+	heads, dists, emb, err := m.headVectors(ctx, ins)
 	if err != nil {
 		return nil, err
 	}
@@ -209,39 +212,50 @@ func (m *Model) PredictInputs(ctx context.Context, ins []Input) ([]Prediction, e
 		if dists != nil {
 			s.EmbedDist = dists[i]
 		}
+		s.AbstainScore = s.Calibrated
+		if a := m.bundle.Manifest.Abstain; a != nil {
+			var e []float32
+			if emb != nil {
+				d := m.bundle.Manifest.Encoder.Dim
+				e = emb[i*d : (i+1)*d]
+			}
+			score := a.Of(float64(s.Calibrated), argmax(probs[i*C:(i+1)*C]), e)
+			s.AbstainScore = float32(score)
+			out[i].Abstained = a.Abstains(score)
+		}
 	}
 	return out, nil
 }
 
 // headVectors runs the encoder, when the bundle has one, and appends each
 // text's scaled embedding to its n-gram features as the head expects; it
-// also returns each embedding's distance to the training centroid (nil
-// without an encoder).
-func (m *Model) headVectors(ctx context.Context, ins []Input) ([]featurizer.Vector, []float32, error) {
+// also returns each embedding's distance to the training centroid and the
+// embeddings themselves ([n][dim], unscaled; both nil without an encoder).
+func (m *Model) headVectors(ctx context.Context, ins []Input) ([]featurizer.Vector, []float32, []float32, error) {
 	vs := make([]featurizer.Vector, len(ins))
 	for i, in := range ins {
 		vs[i] = in.Features
 	}
 	if m.enc == nil {
-		return vs, nil, nil
+		return vs, nil, nil, nil
 	}
 	tokens := make([][]int64, len(ins))
 	for i, v := range ins {
 		if len(v.Tokens) == 0 {
-			return nil, nil, fmt.Errorf("predict with %s: text %d has no tokens (transform texts with Model.Transform)", m.bundle.Manifest.Name, i)
+			return nil, nil, nil, fmt.Errorf("predict with %s: text %d has no tokens (transform texts with Model.Transform)", m.bundle.Manifest.Name, i)
 		}
 		tokens[i] = v.Tokens
 	}
 	emb, err := m.enc.Embed(ctx, tokens)
 	if err != nil {
-		return nil, nil, fmt.Errorf("predict with %s %s: %w", m.bundle.Manifest.Name, m.bundle.Manifest.Version, err)
+		return nil, nil, nil, fmt.Errorf("predict with %s %s: %w", m.bundle.Manifest.Name, m.bundle.Manifest.Version, err)
 	}
 	es := m.bundle.Manifest.Encoder
 	dists := make([]float32, len(ins))
 	for i := range dists {
 		dists[i] = float32(drift.CosineDistance(emb[i*es.Dim:(i+1)*es.Dim], es.Centroid))
 	}
-	return featurizer.AppendDense(vs, emb, es.Dim, es.FeatureOffset, es.Scale), dists, nil
+	return featurizer.AppendDense(vs, emb, es.Dim, es.FeatureOffset, es.Scale), dists, emb, nil
 }
 
 // Encoder is the bundle's sentence encoder, or nil for linear bundles.

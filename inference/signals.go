@@ -25,6 +25,9 @@ type Signals struct {
 	// EmbedDist is the cosine distance of the text's embedding to the
 	// training centroid; NaN when the model has no encoder (or no centroid).
 	EmbedDist float32
+	// AbstainScore is the score the bundle's abstention rule compares
+	// with its threshold (Calibrated for bundles without a rule).
+	AbstainScore float32
 }
 
 // calibrator applies a bundle's temperature to a probability row: the head
@@ -39,14 +42,20 @@ func newCalibrator(m bundle.Manifest) calibrator {
 	return calibrator{}
 }
 
-// top1 returns the calibrated probability of row's best class.
-func (c calibrator) top1(row []float32) float32 {
+// argmax is the index of row's largest value (the first on ties).
+func argmax(row []float32) int {
 	best := 0
 	for i, p := range row {
 		if p > row[best] {
 			best = i
 		}
 	}
+	return best
+}
+
+// top1 returns the calibrated probability of row's best class.
+func (c calibrator) top1(row []float32) float32 {
+	best := argmax(row)
 	if c.invT == 0 || c.invT == 1 {
 		return row[best]
 	}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/triage-ml/triage/internal/filelock"
 
+	"github.com/triage-ml/triage/bundle"
 	"github.com/triage-ml/triage/inference"
 	"github.com/triage-ml/triage/internal/dataset"
 	"github.com/triage-ml/triage/internal/scoring"
@@ -234,6 +235,9 @@ func (r *Runner) run(ctx context.Context, model, trigger, who string) (Result, e
 		return res, err
 	}
 	opts := r.cfg.Options
+	if opts.AbstainPrecision == 0 {
+		opts.AbstainPrecision = inheritedAbstain(ctx, r.cfg.Registry, model)
+	}
 	opts.DataPath, opts.TextColumn, opts.LabelColumn = data, "text", "label"
 	opts.OutDir, opts.Name, opts.Seed = filepath.Join(runDir, "bundle"), model, r.cfg.Seed
 	if opts.Logger == nil {
@@ -482,4 +486,23 @@ func (r *Runner) deadLetter(ctx context.Context, model string, fb snapshot.Feedb
 		return
 	}
 	r.log.Info("retrain: refused feedback dead-lettered", "model", model, "records", n, "topic", r.cfg.DeadLetterTopic)
+}
+
+// inheritedAbstain is the champion's abstention target, so a retrained
+// model keeps its setting: one trained without a rule (a sentiment model,
+// where nothing is out of scope, or a bundle from before the rule) does not
+// start to abstain. 0 (the trainer's default) without a readable champion.
+func inheritedAbstain(ctx context.Context, reg registry.Store, model string) float64 {
+	cur, err := reg.Resolve(ctx, model, registry.Champion)
+	if err != nil {
+		return 0
+	}
+	b, err := bundle.Load(cur.Dir)
+	if err != nil {
+		return 0
+	}
+	if b.Manifest.Abstain == nil {
+		return -1
+	}
+	return b.Manifest.Abstain.TargetPrecision
 }

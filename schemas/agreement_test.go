@@ -247,7 +247,7 @@ func populated() map[Kind]any {
 		KindPrediction: Prediction{ID: "q-1", Input: InputRef{Topic: "triage.support-queries", Partition: 3, Offset: 1 << 40},
 			Label: "card_arrival", Confidence: 0.93,
 			Scores: []Score{{Label: "card_arrival", Score: 0.93}, {Label: "card_delivery_estimate", Score: 0.05}},
-			Model:  ModelRef{Name: "support", Version: "20261124T164011Z"}, ClassifiedAt: ts, LatencyMS: 12.5, Truncated: true,
+			Model:  ModelRef{Name: "support", Version: "20261124T164011Z"}, ClassifiedAt: ts, LatencyMS: 12.5, Truncated: true, Abstained: true,
 			Signals: &Signals{Calibrated: 0.9, Margin: 0.88, Tokens: 6, OOVRate: 0.05, EmbedDist: ptr(0.31)}},
 		KindDeadLetter: DeadLetter{
 			Original: Original{Value: []byte("{\"id\":\xff"), Key: []byte("q-2"),

@@ -57,6 +57,9 @@ func (p *Prediction) AppendJSON(b []byte) ([]byte, error) {
 	if p.Truncated {
 		b = append(b, `,"truncated":true`...)
 	}
+	if p.Abstained {
+		b = append(b, `,"abstained":true`...)
+	}
 	if s := p.Signals; s != nil {
 		b = append(b, `,"signals":{"calibrated_confidence":`...)
 		b, err = appendJSONFloat(b, s.Calibrated, err)

@@ -35,6 +35,7 @@ func TestPredictionAppendJSON(t *testing.T) {
 			ClassifiedAt: time.Unix(rng.Int64N(4e9), rng.Int64N(1e9)).UTC(),
 			LatencyMS:    pickf(),
 			Truncated:    rng.IntN(2) == 0,
+			Abstained:    rng.IntN(2) == 0,
 		}
 		if i%7 != 0 {
 			p.Scores = make([]Score, rng.IntN(6))

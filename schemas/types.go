@@ -28,6 +28,7 @@ type Prediction struct {
 	ClassifiedAt time.Time `json:"classified_at"`
 	LatencyMS    float64   `json:"latency_ms"`
 	Truncated    bool      `json:"truncated,omitempty"`
+	Abstained    bool      `json:"abstained,omitempty"`
 	Signals      *Signals  `json:"signals,omitempty"`
 }
 
@@ -126,6 +127,9 @@ type Review struct {
 	Model        ModelRef  `json:"model"`
 	Input        InputRef  `json:"input"`
 	ClassifiedAt time.Time `json:"classified_at"`
+	// Abstained marks an item queued because the model abstained (out of
+	// scope), not because it hesitated between two labels.
+	Abstained bool `json:"abstained,omitempty"`
 }
 
 // InputRef locates the input record a prediction was made for.

@@ -62,6 +62,12 @@ type Options struct {
 	// against the n-gram features. Default [1, 3].
 	EncoderScales []float64
 
+	// AbstainPrecision is the precision the accepted validation predictions
+	// must reach at the bundle's abstention threshold (Manifest.Abstain);
+	// 0 means DefaultAbstainPrecision, a negative value writes no rule (the
+	// model never abstains).
+	AbstainPrecision float64
+
 	Logger *slog.Logger
 	// Progress, when set, is told each step of the run (see Progress).
 	// Calls are serialised and Fraction never decreases; keep it quick, it
@@ -205,6 +211,12 @@ func (o *Options) Validate() error {
 	}
 	if o.MonitorWindow < 10 {
 		errs = append(errs, fmt.Errorf("monitor window %d: must be at least 10 predictions", o.MonitorWindow))
+	}
+	if o.AbstainPrecision == 0 {
+		o.AbstainPrecision = DefaultAbstainPrecision
+	}
+	if o.AbstainPrecision > 1 {
+		errs = append(errs, fmt.Errorf("--abstain-precision %v: must be at most 1 (0 disables)", o.AbstainPrecision))
 	}
 	if o.MaxEpochs == 0 {
 		o.MaxEpochs = 20
@@ -381,6 +393,7 @@ func Train(ctx context.Context, opts Options) (*Result, error) {
 		log.Info("drift reference measured", "temperature", m.Monitoring.Temperature, "ece_before", m.Monitoring.ECEBefore,
 			"ece_after", m.Monitoring.ECEAfter, "window", m.Monitoring.WindowSize, "false_alarm_rate", m.Monitoring.FalseAlarmRate)
 	}
+	setAbstain(&m, best.model, abstainInputs{x: vaX, y: vaY, vaE: vaE, trE: trE, trY: trY, dim: dim, target: opts.AbstainPrecision}, log)
 	m.Training = bundle.Training{DataPath: opts.DataPath, DataSHA256: ds.SHA256, TextColumn: opts.TextColumn,
 		LabelColumn: opts.LabelColumn, Rows: len(ds.Examples), TrainRows: len(train), ValRows: len(val),
 		Seed: opts.Seed, ValFraction: opts.ValFraction, GoVersion: runtime.Version()}

@@ -83,6 +83,9 @@ type TuneOptions struct {
 	Features []string // as Options.Features
 	Encoder  *EncoderSource
 	Logger   *slog.Logger
+	// AbstainPrecision is as Options.AbstainPrecision, the threshold
+	// chosen on the hold-out slice.
+	AbstainPrecision float64
 }
 
 // Trial sources and states.
@@ -193,7 +196,8 @@ func (o *TuneOptions) Validate() error {
 func (o *TuneOptions) options() Options {
 	return Options{DataPath: o.DataPath, TextColumn: o.TextColumn, LabelColumn: o.LabelColumn, OutDir: o.OutDir,
 		Name: o.Name, Version: o.Version, Seed: o.Seed, ValFraction: o.ValFraction, MaxEpochs: o.MaxEpochs,
-		Patience: o.Patience, Workers: o.Workers, Features: o.Features, Encoder: o.Encoder, Logger: o.Logger}
+		Patience: o.Patience, Workers: o.Workers, Features: o.Features, Encoder: o.Encoder, Logger: o.Logger,
+		AbstainPrecision: o.AbstainPrecision}
 }
 
 // bracketPlan is Hyperband's bracket i: the rung its trials start at and
@@ -269,7 +273,7 @@ func TuneTrain(budget time.Duration) func(ctx context.Context, opts Options) (*R
 	return func(ctx context.Context, opts Options) (*Result, error) {
 		res, err := Tune(ctx, TuneOptions{DataPath: opts.DataPath, TextColumn: opts.TextColumn, LabelColumn: opts.LabelColumn,
 			OutDir: opts.OutDir, Name: opts.Name, Version: opts.Version, Seed: opts.Seed, Budget: budget,
-			Workers: opts.Workers, Features: opts.Features, Encoder: opts.Encoder, Logger: opts.Logger})
+			Workers: opts.Workers, Features: opts.Features, Encoder: opts.Encoder, Logger: opts.Logger, AbstainPrecision: opts.AbstainPrecision})
 		if err != nil {
 			return nil, err
 		}
@@ -1009,6 +1013,9 @@ func (r *tuneRun) refit(ctx context.Context, ds *dataset.Dataset, res *TuneResul
 		window: r.base.MonitorWindow, seed: r.opts.Seed}); err != nil {
 		r.log.Warn("no drift reference: the model is monitored without alarms", "err", err)
 	}
+	// The abstention threshold too: the refit has seen the validation split.
+	setAbstain(&man, m, abstainInputs{x: fs.xs[1], y: r.hoY, vaE: r.hoE, trE: slices.Concat(r.trE, r.vaE), trY: allY,
+		dim: r.dim, target: r.base.AbstainPrecision}, r.log)
 	man.Training = bundle.Training{DataPath: r.opts.DataPath, DataSHA256: ds.SHA256, TextColumn: r.opts.TextColumn,
 		LabelColumn: r.opts.LabelColumn, Rows: len(ds.Examples), TrainRows: len(all), ValRows: len(r.holdout),
 		Seed: r.opts.Seed, ValFraction: r.opts.HoldoutFraction, GoVersion: runtime.Version()}

@@ -17,9 +17,9 @@ import (
 func benchCommand(stdout, stderr io.Writer) *ffcli.Command {
 	c := &ffcli.Command{
 		Name:        "bench",
-		ShortUsage:  "triage bench <predict|stream|encoder|active|rest> [flags]",
+		ShortUsage:  "triage bench <predict|stream|encoder|active|rest|oos> [flags]",
 		ShortHelp:   "benchmarks that compare against a baseline measured in the same run",
-		Subcommands: []*ffcli.Command{benchPredictCommand(stdout, stderr), benchStreamCommand(stdout, stderr), benchEncoderCommand(stdout, stderr), benchActiveCommand(stdout, stderr), benchRestCommand(stdout, stderr)},
+		Subcommands: []*ffcli.Command{benchPredictCommand(stdout, stderr), benchStreamCommand(stdout, stderr), benchEncoderCommand(stdout, stderr), benchActiveCommand(stdout, stderr), benchRestCommand(stdout, stderr), benchOOSCommand(stdout, stderr)},
 	}
 	c.Exec = groupExec(&c, "triage bench")
 	return c

@@ -323,6 +323,7 @@ type predictLine struct {
 		Version string `json:"version"`
 	} `json:"model"`
 	Truncated bool `json:"truncated"`
+	Abstained bool `json:"abstained"`
 }
 
 func decodePredict(t *testing.T, stdout string, want int) []predictLine {

@@ -33,6 +33,7 @@ func trainCommand(stdout, stderr io.Writer) *ffcli.Command {
 	fs.IntVar(&opts.MaxEpochs, "max-epochs", 20, "most epochs per trial")
 	fs.IntVar(&opts.Patience, "patience", 3, "stop a trial after this many epochs without validation gain")
 	fs.IntVar(&opts.Workers, "workers", 0, "trials trained in parallel (0 = number of CPUs)")
+	abstain := abstainFlag(fs)
 	losses := fs.String("loss", "logistic", "losses to search, comma-separated: logistic, hinge")
 	lrs := fs.String("learning-rates", "0.1,0.2", "AdaGrad learning rates to search, comma-separated")
 	l2s := fs.String("l2", "0,1e-5", "L2 strengths to search, comma-separated")
@@ -68,6 +69,7 @@ func trainCommand(stdout, stderr io.Writer) *ffcli.Command {
 			}
 			opts.Logger = log
 			opts.Featurizer = fc
+			opts.AbstainPrecision = abstainOption(*abstain)
 			opts.Losses = splitList(*losses)
 			if opts.LearningRates, err = parseFloats("--learning-rates", *lrs); err != nil {
 				return err
@@ -110,6 +112,21 @@ func trainCommand(stdout, stderr io.Writer) *ffcli.Command {
 			})
 		},
 	}
+}
+
+// abstainFlag is --abstain-precision, shared by train and tune.
+func abstainFlag(fs *flag.FlagSet) *float64 {
+	return fs.Float64("abstain-precision", trainer.DefaultAbstainPrecision,
+		"precision the accepted validation predictions must reach at the bundle's abstention threshold; predictions under it are flagged abstained (0 disables)")
+}
+
+// abstainOption maps the flag to trainer options, where 0 means the default
+// and a negative value disables.
+func abstainOption(v float64) float64 {
+	if v == 0 {
+		return -1
+	}
+	return v
 }
 
 // encoderFlags are --encoder and --encoder-variant: the sentence encoder

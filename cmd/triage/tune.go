@@ -32,6 +32,7 @@ func tuneCommand(stdout, stderr io.Writer) *ffcli.Command {
 	fs.IntVar(&opts.MaxEpochs, "max-epochs", 27, "epochs of the top rung (rungs train 1, eta, eta², ... epochs)")
 	fs.IntVar(&opts.Patience, "patience", 3, "stop a trial after this many epochs without validation gain")
 	fs.IntVar(&opts.Eta, "eta", 3, "halving rate: the best 1/eta of each rung train on")
+	abstain := abstainFlag(fs)
 	var rt runtimeFlags
 	fs.StringVar(&rt.ortLib, "ort-lib", "", "path to libonnxruntime.so, for --encoder (default: $ONNXRUNTIME_LIB, then .cache/onnxruntime)")
 	rt.registerEncoder(fs)
@@ -54,6 +55,7 @@ func tuneCommand(stdout, stderr io.Writer) *ffcli.Command {
 				return err
 			}
 			opts.Logger = log
+			opts.AbstainPrecision = abstainOption(*abstain)
 			opts.Features = splitList(*features)
 			src, closeEnc, err := ef.openForTraining(&rt)
 			if err != nil {

@@ -315,11 +315,12 @@ func consumerDashboard() *dashboard.DashboardBuilder {
 			q{quantile("0.5", "triage_consumer_end_to_end_latency_seconds_bucket", sel, ""), "p50"},
 			q{quantile("0.99", "triage_consumer_end_to_end_latency_seconds_bucket", sel, ""), "p99"})).
 		WithRow(row("Other events")).
-		WithPanel(graph("Poll errors, truncations, review offers",
-			"Per second: fetch errors from the Kafka client; texts longer than the model window (classified on their beginning); uncertain predictions offered for human review.", "ops",
+		WithPanel(graph("Poll errors, truncations, review offers, abstentions",
+			"Per second: fetch errors from the Kafka client; texts longer than the model window (classified on their beginning); predictions offered for human review; predictions the model abstained on (out of scope).", "ops",
 			q{`sum(rate(triage_consumer_poll_errors_total{` + sel + `}` + rateInterval + `))`, "poll errors"},
 			q{`sum(rate(triage_consumer_truncated_total{` + sel + `}` + rateInterval + `))`, "truncated"},
-			q{`sum(rate(triage_consumer_review_offered_total{` + sel + `}` + rateInterval + `))`, "offered for review"}))
+			q{`sum(rate(triage_consumer_review_offered_total{` + sel + `}` + rateInterval + `))`, "offered for review"},
+			q{`sum(rate(triage_consumer_abstained_total{` + sel + `}` + rateInterval + `))`, "abstained"}))
 }
 
 func inferenceDashboard() *dashboard.DashboardBuilder {

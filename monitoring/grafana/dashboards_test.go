@@ -173,7 +173,7 @@ func TestEveryMetricIsCharted(t *testing.T) {
 		"triage_consumer_batch_records", "triage_consumer_dead_letters_total", "triage_consumer_end_to_end_latency_seconds",
 		"triage_consumer_inference_duration_seconds", "triage_consumer_inflight_records", "triage_consumer_poll_errors_total",
 		"triage_consumer_records_total", "triage_consumer_review_offered_total", "triage_consumer_transactions_total",
-		"triage_consumer_truncated_total", "triage_consumer_lag_records",
+		"triage_consumer_truncated_total", "triage_consumer_lag_records", "triage_consumer_abstained_total",
 		"triage_gateway_batch_size", "triage_gateway_rate_limited_total", "triage_gateway_request_duration_seconds",
 		"triage_gateway_requests_total",
 		"triage_serving_load_duration_seconds", "triage_serving_load_failures_total", "triage_serving_model_info",
