@@ -3,7 +3,6 @@ package bench
 import (
 	"cmp"
 	"context"
-	"encoding/csv"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -149,7 +148,7 @@ func OOS(ctx context.Context, cfg OOSConfig) (*OOSResult, error) {
 		return nil, fmt.Errorf("bench oos: %w", err)
 	}
 	path := filepath.Join(cfg.WorkDir, "in-scope.csv")
-	if err := writeCSV(path, in); err != nil {
+	if err := dataset.WriteCSV(path, in); err != nil {
 		return nil, fmt.Errorf("bench oos: %w", err)
 	}
 	// The in-scope evaluation rows are the trainer's own validation split
@@ -279,21 +278,4 @@ func auroc(in, out []float64) float64 {
 		sum += float64(lo) + 0.5*float64(hi-lo)
 	}
 	return sum / float64(len(in)*len(out))
-}
-
-func writeCSV(path string, exs []dataset.Example) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	w := csv.NewWriter(f)
-	w.Write([]string{"text", "label"})
-	for _, e := range exs {
-		w.Write([]string{e.Text, e.Label})
-	}
-	w.Flush()
-	if err := errors.Join(w.Error(), f.Close()); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
 }

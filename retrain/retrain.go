@@ -9,7 +9,6 @@ package retrain
 
 import (
 	"context"
-	"encoding/csv"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -231,7 +230,7 @@ func (r *Runner) run(ctx context.Context, model, trigger, who string) (Result, e
 	}
 	defer os.RemoveAll(runDir) // the registry keeps its own copy
 	data := filepath.Join(runDir, "train.csv")
-	if err := writeCSV(data, train); err != nil {
+	if err := dataset.WriteCSV(data, train); err != nil {
 		return res, err
 	}
 	opts := r.cfg.Options
@@ -373,7 +372,7 @@ func (r *Runner) evalSet(model string, snap snapshot.Snapshot, hasChampion bool)
 		return nil, "", err
 	}
 	tmp := path + ".tmp"
-	if err := writeCSV(tmp, eval); err != nil {
+	if err := dataset.WriteCSV(tmp, eval); err != nil {
 		return nil, "", err
 	}
 	if err := os.Rename(tmp, path); err != nil {
@@ -444,25 +443,6 @@ func (r *Runner) evaluate(ctx context.Context, dir string, eval []dataset.Exampl
 		gold[i], pred[i] = index(e.Label), index(preds[i].Label)
 	}
 	return scoring.Score(names, gold, pred)
-}
-
-// writeCSV writes examples as text,label.
-func writeCSV(path string, exs []dataset.Example) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	w := csv.NewWriter(f)
-	w.Write([]string{"text", "label"})
-	for _, e := range exs {
-		w.Write([]string{e.Text, e.Label})
-	}
-	w.Flush()
-	if err := w.Error(); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return f.Close()
 }
 
 // deadLetter publishes the feedback records refused since the model's

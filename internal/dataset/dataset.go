@@ -250,3 +250,28 @@ func StratifiedSplit(exs []Example, valFraction float64, seed uint64) (train, va
 	}
 	return train, val, nil
 }
+
+// WriteCSV writes examples as a text,label CSV file, the form every
+// command's --data takes with its default columns.
+func WriteCSV(path string, exs []Example) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	w := csv.NewWriter(f)
+	if err := w.Write([]string{"text", "label"}); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	for _, e := range exs {
+		if err := w.Write([]string{e.Text, e.Label}); err != nil {
+			f.Close()
+			return fmt.Errorf("write %s: %w", path, err)
+		}
+	}
+	w.Flush()
+	if err := errors.Join(w.Error(), f.Close()); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
