@@ -35,7 +35,11 @@ type EncoderConfig struct {
 	Batches    []int
 	Duration   time.Duration // measuring time per batch size and engine
 	Threads    int           // ONNX Runtime intra-op threads, for both engines
-	ORTLib     string
+	// Rounds repeats every measurement, Triage then Python in turn, and
+	// reports medians: on a shared machine, load that drifts between two
+	// consecutive cells would otherwise decide the ratio. 0 = 1.
+	Rounds int
+	ORTLib string
 	// Python runs the baseline (with tokenizers and onnxruntime); "" skips it.
 	Python string
 	Stderr io.Writer // the baseline's stderr
@@ -56,8 +60,10 @@ type EncoderInfo struct {
 type EncoderRow struct {
 	Batch int
 	// Python is the baseline's rate and VsPython the first variant's over
-	// it; both 0 without a baseline.
-	Python, VsPython float64
+	// it (the median of the per-round ratios, VsPythonMin..Max their
+	// range); all 0 without a baseline.
+	Python, VsPython         float64
+	VsPythonMin, VsPythonMax float64
 	// Triage holds one rate per variant, in EncoderResult.Variants order;
 	// VsFirst holds each over the first variant's (VsFirst[0] is 1).
 	Triage, VsFirst []float64
@@ -104,44 +110,60 @@ func Encoder(ctx context.Context, cfg EncoderConfig) (EncoderResult, error) {
 		cfg.OnStart(res.Info)
 	}
 
-	rates := map[string]map[int]float64{}
+	// rates[v][bs] and base[bs] hold one rate per round.
+	rates := map[string]map[int][]float64{}
 	for _, v := range cfg.Variants {
-		rates[v] = map[int]float64{}
-		enc, err := inference.OpenEncoderDir(cfg.Dir, v, inference.ModelOptions{ORTLib: cfg.ORTLib, EncoderThreads: cfg.Threads})
-		if err != nil {
-			return res, err
-		}
-		for _, bs := range cfg.Batches {
-			r, err := measure(ctx, texts, bs, cfg.Duration, func(ts []string) error { _, err := enc.EmbedTexts(ctx, ts); return err })
-			if err != nil {
-				enc.Close()
-				return res, fmt.Errorf("bench encoder %s batch %d: %w", v, bs, err)
-			}
-			rates[v][bs] = r.Rate
-		}
-		enc.Close()
+		rates[v] = map[int][]float64{}
 	}
-	var base map[int]float64
-	if cfg.Python != "" {
-		file, err := encoderdir.VariantFile(cfg.Variants[0])
-		if err != nil {
-			return res, err
+	base := map[int][]float64{}
+	for range max(cfg.Rounds, 1) {
+		for _, v := range cfg.Variants {
+			enc, err := inference.OpenEncoderDir(cfg.Dir, v, inference.ModelOptions{ORTLib: cfg.ORTLib, EncoderThreads: cfg.Threads})
+			if err != nil {
+				return res, err
+			}
+			for _, bs := range cfg.Batches {
+				r, err := measure(ctx, texts, bs, cfg.Duration, func(ts []string) error { _, err := enc.EmbedTexts(ctx, ts); return err })
+				if err != nil {
+					enc.Close()
+					return res, fmt.Errorf("bench encoder %s batch %d: %w", v, bs, err)
+				}
+				rates[v][bs] = append(rates[v][bs], r.Rate)
+			}
+			enc.Close()
 		}
-		base, res.PythonORT, err = pythonBaseline(ctx, cfg, filepath.Join(cfg.Dir, file), texts, man.MaxLength)
-		if err != nil {
-			return res, err
+		if cfg.Python != "" {
+			file, err := encoderdir.VariantFile(cfg.Variants[0])
+			if err != nil {
+				return res, err
+			}
+			b, ver, err := pythonBaseline(ctx, cfg, filepath.Join(cfg.Dir, file), texts, man.MaxLength)
+			if err != nil {
+				return res, err
+			}
+			for bs, r := range b {
+				base[bs] = append(base[bs], r)
+			}
+			res.Baseline, res.PythonORT = true, ver
 		}
-		res.Baseline = true
 	}
 	for _, bs := range cfg.Batches {
-		r0 := rates[cfg.Variants[0]][bs]
+		first := rates[cfg.Variants[0]][bs]
+		r0 := statOf(first).Median
 		row := EncoderRow{Batch: bs}
-		if base != nil {
-			row.Python, row.VsPython = base[bs], r0/base[bs]
+		if res.Baseline {
+			ratios := make([]float64, len(first))
+			for i := range first {
+				ratios[i] = first[i] / base[bs][i]
+			}
+			st := statOf(ratios)
+			row.Python = statOf(base[bs]).Median
+			row.VsPython, row.VsPythonMin, row.VsPythonMax = st.Median, st.Min, st.Max
 		}
 		for _, v := range cfg.Variants {
-			row.Triage = append(row.Triage, rates[v][bs])
-			row.VsFirst = append(row.VsFirst, rates[v][bs]/r0)
+			r := statOf(rates[v][bs]).Median
+			row.Triage = append(row.Triage, r)
+			row.VsFirst = append(row.VsFirst, r/r0)
 		}
 		res.Rows = append(res.Rows, row)
 	}

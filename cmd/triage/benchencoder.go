@@ -28,6 +28,7 @@ func benchEncoderCommand(stdout, stderr io.Writer) *ffcli.Command {
 	dur := fs.Duration("duration", 5*time.Second, "measuring time per batch size and engine")
 	threads := fs.Int("threads", 2, "ONNX Runtime intra-op threads, for both engines")
 	python := fs.String("python", "python3", "Python with tokenizers and onnxruntime, for the baseline (\"\" skips it)")
+	rounds := fs.Int("rounds", 3, "repeat every cell, Triage and Python in turn, and report medians (ratio ranges over rounds)")
 	variants := fs.String("variants", "fp32,int8", "encoder variants to measure with Triage; the baseline runs the first")
 	return &ffcli.Command{
 		Name:       "encoder",
@@ -53,10 +54,10 @@ func benchEncoderCommand(stdout, stderr io.Writer) *ffcli.Command {
 			}
 			res, err := bench.Encoder(ctx, bench.EncoderConfig{
 				Dir: *dir, Variants: vars, Data: splitList(*data), TextColumn: *textCol, Batches: sizes,
-				Duration: *dur, Threads: *threads, ORTLib: *ortLib, Python: *python, Stderr: stderr,
+				Duration: *dur, Threads: *threads, Rounds: *rounds, ORTLib: *ortLib, Python: *python, Stderr: stderr,
 				OnStart: func(in bench.EncoderInfo) {
-					fmt.Fprintf(stdout, "encoder %s (%d layers, dim %d, max %d tokens), %d texts from %s mixed, GOMAXPROCS=%d, ORT intra-op threads=%d, %v per cell\n\n",
-						*dir, in.Layers, in.HiddenSize, in.MaxLength, in.Texts, *data, in.GOMAXPROCS, *threads, *dur)
+					fmt.Fprintf(stdout, "encoder %s (%d layers, dim %d, max %d tokens), %d texts from %s mixed, GOMAXPROCS=%d, ORT intra-op threads=%d, %v per cell, %d rounds (medians; Triage/Python range over rounds)\n\n",
+						*dir, in.Layers, in.HiddenSize, in.MaxLength, in.Texts, *data, in.GOMAXPROCS, *threads, *dur, max(*rounds, 1))
 				},
 			})
 			if err != nil {
@@ -79,7 +80,7 @@ func benchEncoderCommand(stdout, stderr io.Writer) *ffcli.Command {
 			for _, r := range res.Rows {
 				py, ratio := "-", "-"
 				if res.Baseline {
-					py, ratio = fmt.Sprintf("%.1f", r.Python), fmt.Sprintf("%.2f", r.VsPython)
+					py, ratio = fmt.Sprintf("%.1f", r.Python), fmt.Sprintf("%.2f (%.2f–%.2f)", r.VsPython, r.VsPythonMin, r.VsPythonMax)
 				}
 				fmt.Fprintf(stdout, "| %d | %s | %.1f | %s |", r.Batch, py, r.Triage[0], ratio)
 				for i := range vars[1:] {
