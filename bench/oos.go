@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/triage-ml/triage/bundle"
+	"github.com/triage-ml/triage/drift"
 	"github.com/triage-ml/triage/inference"
 	"github.com/triage-ml/triage/internal/dataset"
 	"github.com/triage-ml/triage/internal/scoring"
@@ -262,20 +263,15 @@ func scoreOOS(ctx context.Context, dir string, mo inference.ModelOptions, val, o
 }
 
 // auroc is the probability that an in-scope text scores above an
-// out-of-scope one (ties count half).
+// out-of-scope one (ties count half): drift's rank-based ROC AUC with
+// in-scope as the positive class.
 func auroc(in, out []float64) float64 {
 	if len(in) == 0 || len(out) == 0 {
 		return 0
 	}
-	o := slices.Sorted(slices.Values(out))
-	var sum float64
-	for _, s := range in {
-		lo, _ := slices.BinarySearch(o, s) // out scores < s
-		hi := lo
-		for hi < len(o) && o[hi] == s {
-			hi++
-		}
-		sum += float64(lo) + 0.5*float64(hi-lo)
+	pos := make([]bool, len(in)+len(out))
+	for i := range in {
+		pos[i] = true
 	}
-	return sum / float64(len(in)*len(out))
+	return drift.ROCAUC(append(slices.Clone(in), out...), pos)
 }

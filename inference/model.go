@@ -207,7 +207,9 @@ func (m *Model) PredictInputs(ctx context.Context, ins []Input) ([]Prediction, e
 	C := len(m.bundle.Manifest.Labels)
 	for i := range out {
 		s := &out[i].Signals
-		s.Calibrated = m.calib.top1(probs[i*C : (i+1)*C])
+		row := probs[i*C : (i+1)*C]
+		best := argmax(row)
+		s.Calibrated = m.calib.top1(row, best)
 		s.EmbedDist = float32(math.NaN())
 		if dists != nil {
 			s.EmbedDist = dists[i]
@@ -219,7 +221,7 @@ func (m *Model) PredictInputs(ctx context.Context, ins []Input) ([]Prediction, e
 				d := m.bundle.Manifest.Encoder.Dim
 				e = emb[i*d : (i+1)*d]
 			}
-			score := a.Of(float64(s.Calibrated), argmax(probs[i*C:(i+1)*C]), e)
+			score := a.Of(float64(s.Calibrated), best, e)
 			s.AbstainScore = float32(score)
 			out[i].Abstained = a.Abstains(score)
 		}

@@ -53,9 +53,8 @@ func argmax(row []float32) int {
 	return best
 }
 
-// top1 returns the calibrated probability of row's best class.
-func (c calibrator) top1(row []float32) float32 {
-	best := argmax(row)
+// top1 returns the calibrated probability of row's best class, best.
+func (c calibrator) top1(row []float32, best int) float32 {
 	if c.invT == 0 || c.invT == 1 {
 		return row[best]
 	}
