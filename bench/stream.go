@@ -530,7 +530,7 @@ func measureStream(ctx context.Context, cfg StreamConfig, s streamSetup, texts [
 	mu.Unlock()
 	r.P50, r.P99 = percentiles(lat)
 	for _, p := range pids {
-		r.PeakRSSMB += peakRSSMB(p)
+		r.PeakRSSMB += PeakRSSMB(p)
 	}
 	return r, nil
 }
@@ -603,9 +603,9 @@ func statTicks(stat []byte) float64 {
 	return u + s
 }
 
-// peakRSSMB reads VmHWM (peak resident set) of a live process; 0 where
+// PeakRSSMB reads VmHWM (peak resident set) of a live process; 0 where
 // /proc is unavailable, since the figure is informational.
-func peakRSSMB(pid int) float64 {
+func PeakRSSMB(pid int) float64 {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 	"time"
 
@@ -71,6 +72,9 @@ func benchPredictCommand(stdout, stderr io.Writer) *ffcli.Command {
 						r.Batch, r.Engine, r.Full.Rate, 1e6/r.Full.Rate, r.Full.P50, r.Full.P99, r.ModelOnly.Rate, ratio)
 				},
 			})
+			if err == nil {
+				printPeakRSS(stdout)
+			}
 			return err
 		},
 	}
@@ -90,4 +94,12 @@ func parseBatchSizes(list string) ([]int, error) {
 		return nil, errors.New("--batches: name at least one batch size")
 	}
 	return sizes, nil
+}
+
+// printPeakRSS reports this process's peak resident set, beside the
+// throughput of an in-process benchmark (both engines share the process).
+func printPeakRSS(w io.Writer) {
+	if mb := bench.PeakRSSMB(os.Getpid()); mb > 0 {
+		fmt.Fprintf(w, "\npeak RSS of this process (VmHWM): %.0f MB\n", mb)
+	}
 }

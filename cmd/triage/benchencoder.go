@@ -88,6 +88,7 @@ func benchEncoderCommand(stdout, stderr io.Writer) *ffcli.Command {
 				}
 				fmt.Fprintln(stdout)
 			}
+			printPeakRSS(stdout)
 			return nil
 		},
 	}
