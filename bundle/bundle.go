@@ -139,6 +139,9 @@ type EpochScore struct {
 	Epoch       int     `json:"epoch"`
 	ValAccuracy float64 `json:"val_accuracy"`
 	ValMacroF1  float64 `json:"val_macro_f1"`
+	// Losses, where the trainer reports them (fine-tuning).
+	TrainLoss *float64 `json:"train_loss,omitempty"`
+	ValLoss   *float64 `json:"val_loss,omitempty"`
 }
 
 // Training records where the model came from.

@@ -256,3 +256,14 @@ func onnxgraphModel(src string) onnxgraph.Model {
 		DocString:       "BERT sentence encoder converted by Triage from " + filepath.Base(filepath.Clean(src)),
 	}
 }
+
+// CheckpointDefaults are what the checkpoint's sentence-transformers files
+// say of pooling and sequence length (mean and 0 when it has none): the
+// settings a fine-tuning run starts from.
+func CheckpointDefaults(dir string) (pooling string, maxLength int, err error) {
+	st, err := readSentenceTransformers(dir)
+	if err != nil {
+		return "", 0, fmt.Errorf("read %q: %w", dir, err)
+	}
+	return cmp.Or(st.pooling, PoolingMean), st.maxLength, nil
+}

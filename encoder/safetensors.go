@@ -76,6 +76,9 @@ func (s *Safetensors) Names() []string {
 // Has reports whether the file holds a tensor called name.
 func (s *Safetensors) Has(name string) bool { _, ok := s.tensors[name]; return ok }
 
+// Shape is a tensor's shape (nil when absent).
+func (s *Safetensors) Shape(name string) []int64 { return s.tensors[name].Shape }
+
 // Float32 returns a tensor as float32, converting F16 and BF16 (common for
 // checkpoints saved in half precision), and checks its shape.
 func (s *Safetensors) Float32(name string, shape ...int64) ([]float32, error) {

@@ -132,6 +132,12 @@ func (r *Recorder) trial(ctx context.Context, model, parentID string, i int, t b
 	points := []point{{"best_epoch", float64(t.BestEpoch), best}, {"best_val_accuracy", t.ValAccuracy, best}, {"best_val_macro_f1", t.ValMacroF1, best}}
 	for _, e := range curve {
 		points = append(points, point{"val_accuracy", e.ValAccuracy, int64(e.Epoch)}, point{"val_macro_f1", e.ValMacroF1, int64(e.Epoch)})
+		if e.TrainLoss != nil {
+			points = append(points, point{"train_loss", *e.TrainLoss, int64(e.Epoch)})
+		}
+		if e.ValLoss != nil {
+			points = append(points, point{"val_loss", *e.ValLoss, int64(e.Epoch)})
+		}
 	}
 	for _, p := range points {
 		if err := run.LogMetric(ctx, p.key, p.value, p.step); err != nil {

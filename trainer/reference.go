@@ -143,3 +143,42 @@ func centroid(emb []float32, dim int) []float32 {
 	}
 	return out
 }
+
+// evidence is what a bundle's monitoring and abstention are measured on:
+// the split its final head has not seen, and the training embeddings.
+type evidence struct {
+	labels   []string
+	texts    []string            // held-out texts
+	x        []featurizer.Vector // their head inputs
+	y        []int
+	ngram    bool
+	emb      []float32 // held-out embeddings; nil without an encoder
+	trE      []float32 // training embeddings (the centroid, abstention)
+	trY      []int
+	dim      int
+	embedder Embedder
+	window   int
+	seed     uint64
+	target   float64 // abstention precision
+}
+
+// describe gives man what serving watches it by (the embedding centroid,
+// the drift reference, the abstention rule) and returns the domain-reference
+// file to ship. Nothing here fails a run: a model whose reference cannot be
+// measured is served and watched without alarms.
+func describe(man *bundle.Manifest, m *Linear, ev evidence, log *slog.Logger) []bundle.CopyFile {
+	if man.Encoder != nil {
+		man.Encoder.Centroid = centroid(ev.trE, ev.dim)
+	}
+	var err error
+	man.Monitoring, err = monitoringReference(m, referenceInputs{labels: ev.labels, texts: ev.texts, y: ev.y, x: ev.x,
+		ngram: ev.ngram, emb: ev.emb, centroid: centroidOf(man.Encoder), embedder: ev.embedder, window: ev.window, seed: ev.seed})
+	if err != nil {
+		log.Warn("no drift reference: the model is monitored without alarms", "err", err)
+	} else {
+		log.Info("drift reference measured", "temperature", man.Monitoring.Temperature, "ece_before", man.Monitoring.ECEBefore,
+			"ece_after", man.Monitoring.ECEAfter, "window", man.Monitoring.WindowSize, "false_alarm_rate", man.Monitoring.FalseAlarmRate)
+	}
+	setAbstain(man, m, abstainInputs{x: ev.x, y: ev.y, vaE: ev.emb, trE: ev.trE, trY: ev.trY, dim: ev.dim, target: ev.target}, log)
+	return domainFile(ev.texts, ev.seed, log)
+}

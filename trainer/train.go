@@ -68,6 +68,10 @@ type Options struct {
 	// model never abstains).
 	AbstainPrecision float64
 
+	// FineTune, when set, fine-tunes a BERT checkpoint instead of training
+	// a head on frozen features (see FineTune).
+	FineTune *FineTune
+
 	Logger *slog.Logger
 	// Progress, when set, is told each step of the run (see Progress).
 	// Calls are serialised and Fraction never decreases; keep it quick, it
@@ -156,6 +160,9 @@ func (o *Options) uses(feature string) bool { return slices.Contains(o.Features,
 // Validate fills defaults and reports every invalid option at once.
 func (o *Options) Validate() error {
 	var errs []error
+	if o.FineTune != nil {
+		errs = append(errs, o.FineTune.validate(o))
+	}
 	if o.DataPath == "" {
 		errs = append(errs, errors.New("--data: path to a CSV or JSONL file is required"))
 	}
@@ -272,21 +279,16 @@ func Train(ctx context.Context, opts Options) (*Result, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, fmt.Errorf("train options: %w", err)
 	}
+	if opts.FineTune != nil {
+		return fineTune(ctx, opts)
+	}
 	start := time.Now()
 	log := opts.Logger
 	prog := &progress{f: opts.Progress}
 	prog.report(StageLoading, 0)
-	ds, err := dataset.Load(opts.DataPath, dataset.Options{TextColumn: opts.TextColumn, LabelColumn: opts.LabelColumn})
+	ds, labels, train, val, err := loadSplit(opts)
 	if err != nil {
-		return nil, fmt.Errorf("train: %w", err)
-	}
-	labels := dataset.Labels(ds.Examples)
-	if len(labels) < 2 {
-		return nil, fmt.Errorf("train: %s has %d distinct label(s) in column %q; need at least 2", opts.DataPath, len(labels), opts.LabelColumn)
-	}
-	train, val, err := dataset.StratifiedSplit(ds.Examples, opts.ValFraction, opts.Seed)
-	if err != nil {
-		return nil, fmt.Errorf("train: %w", err)
+		return nil, err
 	}
 	log.Info("data loaded", "path", opts.DataPath, "rows", len(ds.Examples), "labels", len(labels), "train", len(train), "validation", len(val))
 	prog.report(StageFeaturising, 0.10)
@@ -380,25 +382,13 @@ func Train(ctx context.Context, opts Options) (*Result, error) {
 		return nil, fmt.Errorf("train: %w", err)
 	}
 	m.Metrics = bundle.Metrics{Validation: valReport, TrainAcc: trainReport.Accuracy, Search: trials}
-	if m.Encoder != nil {
-		m.Encoder.Centroid = centroid(trE, dim)
-	}
-	m.Monitoring, err = monitoringReference(best.model, referenceInputs{labels: labels, texts: texts(val), y: vaY, x: vaX,
-		ngram: opts.uses(FeaturesNgram), emb: vaE, centroid: centroidOf(m.Encoder), embedder: embedder, window: opts.MonitorWindow, seed: opts.Seed})
-	if err != nil {
-		// A split too small to measure is no reason to refuse the model:
-		// it is served, and watched without alarms.
-		log.Warn("no drift reference: the model is monitored without alarms", "err", err)
-	} else {
-		log.Info("drift reference measured", "temperature", m.Monitoring.Temperature, "ece_before", m.Monitoring.ECEBefore,
-			"ece_after", m.Monitoring.ECEAfter, "window", m.Monitoring.WindowSize, "false_alarm_rate", m.Monitoring.FalseAlarmRate)
-	}
-	setAbstain(&m, best.model, abstainInputs{x: vaX, y: vaY, vaE: vaE, trE: trE, trY: trY, dim: dim, target: opts.AbstainPrecision}, log)
+	extra = append(extra, describe(&m, best.model, evidence{labels: labels, texts: texts(val), x: vaX, y: vaY,
+		ngram: opts.uses(FeaturesNgram), emb: vaE, trE: trE, trY: trY, dim: dim, embedder: embedder,
+		window: opts.MonitorWindow, seed: opts.Seed, target: opts.AbstainPrecision}, log)...)
 	m.Training = bundle.Training{DataPath: opts.DataPath, DataSHA256: ds.SHA256, TextColumn: opts.TextColumn,
 		LabelColumn: opts.LabelColumn, Rows: len(ds.Examples), TrainRows: len(train), ValRows: len(val),
 		Seed: opts.Seed, ValFraction: opts.ValFraction, GoVersion: runtime.Version()}
 	m.Training.Seconds = time.Since(start).Seconds()
-	extra = append(extra, domainFile(texts(val), opts.Seed, log)...)
 	if err := bundle.Write(opts.OutDir, &m, vocab, onnxBytes, extra...); err != nil {
 		return nil, err
 	}
@@ -406,6 +396,24 @@ func Train(ctx context.Context, opts Options) (*Result, error) {
 		"params", m.HyperParams, "seconds", m.Training.Seconds)
 	prog.report(StageWritten, 1)
 	return &Result{Dir: opts.OutDir, Manifest: m}, nil
+}
+
+// loadSplit loads the training data and carves the stratified validation
+// split every model kind is chosen on.
+func loadSplit(opts Options) (ds *dataset.Dataset, labels []string, train, val []dataset.Example, err error) {
+	ds, err = dataset.Load(opts.DataPath, dataset.Options{TextColumn: opts.TextColumn, LabelColumn: opts.LabelColumn})
+	if err != nil {
+		return nil, nil, nil, nil, fmt.Errorf("train: %w", err)
+	}
+	labels = dataset.Labels(ds.Examples)
+	if len(labels) < 2 {
+		return nil, nil, nil, nil, fmt.Errorf("train: %s has %d distinct label(s) in column %q; need at least 2", opts.DataPath, len(labels), opts.LabelColumn)
+	}
+	train, val, err = dataset.StratifiedSplit(ds.Examples, opts.ValFraction, opts.Seed)
+	if err != nil {
+		return nil, nil, nil, nil, fmt.Errorf("train: %w", err)
+	}
+	return ds, labels, train, val, nil
 }
 
 // exportHead turns a trained head into its ONNX graph and manifest (and the

@@ -1000,28 +1000,20 @@ func (r *tuneRun) refit(ctx context.Context, ds *dataset.Dataset, res *TuneResul
 	// The bundle's validation is the hold-out slice: the only data the
 	// refitted model has not seen.
 	man.Metrics = bundle.Metrics{Validation: hoRep, TrainAcc: trainRep.Accuracy, Search: trials}
-	// The drift reference, too, is measured on the hold-out slice.
-	if man.Encoder != nil {
-		man.Encoder.Centroid = centroid(slices.Concat(r.trE, r.vaE), r.dim)
-	}
+	// The drift reference and the abstention threshold, too, are measured
+	// on the hold-out slice: the refit has seen the validation split.
 	var embedder Embedder
 	if r.encoderFeatures {
 		embedder = r.base.Encoder.Embedder
 	}
-	if man.Monitoring, err = monitoringReference(m, referenceInputs{labels: r.labels, texts: texts(r.holdout), y: r.hoY,
-		x: fs.xs[1], ngram: r.ngram, emb: r.hoE, centroid: centroidOf(man.Encoder), embedder: embedder,
-		window: r.base.MonitorWindow, seed: r.opts.Seed}); err != nil {
-		r.log.Warn("no drift reference: the model is monitored without alarms", "err", err)
-	}
-	// The abstention threshold too: the refit has seen the validation split.
-	setAbstain(&man, m, abstainInputs{x: fs.xs[1], y: r.hoY, vaE: r.hoE, trE: slices.Concat(r.trE, r.vaE), trY: allY,
-		dim: r.dim, target: r.base.AbstainPrecision}, r.log)
+	extra = append(extra, describe(&man, m, evidence{labels: r.labels, texts: texts(r.holdout), x: fs.xs[1], y: r.hoY,
+		ngram: r.ngram, emb: r.hoE, trE: slices.Concat(r.trE, r.vaE), trY: allY, dim: r.dim, embedder: embedder,
+		window: r.base.MonitorWindow, seed: r.opts.Seed, target: r.base.AbstainPrecision}, r.log)...)
 	man.Training = bundle.Training{DataPath: r.opts.DataPath, DataSHA256: ds.SHA256, TextColumn: r.opts.TextColumn,
 		LabelColumn: r.opts.LabelColumn, Rows: len(ds.Examples), TrainRows: len(all), ValRows: len(r.holdout),
 		Seed: r.opts.Seed, ValFraction: r.opts.HoldoutFraction, GoVersion: runtime.Version()}
 	res.Seconds = time.Since(start).Seconds()
 	man.Training.Seconds = res.Seconds
-	extra = append(extra, domainFile(texts(r.holdout), r.opts.Seed, r.log)...)
 	if err := bundle.Write(r.opts.OutDir, &man, fs.vocab, onnxBytes, extra...); err != nil {
 		return err
 	}

@@ -53,6 +53,8 @@ func trainCommand(stdout, stderr io.Writer) *ffcli.Command {
 		"encoder file to train with and ship")
 	features := fs.String("features", "", `head inputs, comma-separated: "ngram", "encoder" (default: ngram, plus encoder when --encoder is set)`)
 	scales := fs.String("encoder-scales", "1,3", "embedding multipliers to search, comma-separated")
+	var ftf fineTuneFlags
+	ftf.register(fs, true)
 	return &ffcli.Command{
 		Name:       "train",
 		ShortUsage: "triage train --data FILE --text-column NAME --label-column NAME --out DIR [--seed N]",
@@ -77,6 +79,16 @@ func trainCommand(stdout, stderr io.Writer) *ffcli.Command {
 			if opts.L2s, err = parseFloats("--l2", *l2s); err != nil {
 				return err
 			}
+			if stray := strayFineTuneFlags(fs, ftf.on); stray != nil {
+				return stray
+			}
+			if ftf.on {
+				if opts.FineTune, err = ftf.build(ef.dir, ef.variant, rt.encoderOpener()); err != nil {
+					return err
+				}
+				opts.Features = splitList(*features)
+				return runTrain(ctx, opts, stdout)
+			}
 			if ef.dir == "" {
 				// Encoder-only flags without an encoder would be silently ignored.
 				var stray []string
@@ -100,18 +112,43 @@ func trainCommand(stdout, stderr io.Writer) *ffcli.Command {
 			}
 			defer closeEnc()
 			opts.Encoder = src
-			res, err := trainer.Train(ctx, opts)
-			if err != nil {
-				return err
-			}
-			m := res.Manifest
-			return json.NewEncoder(stdout).Encode(map[string]any{
-				"bundle": res.Dir, "name": m.Name, "version": m.Version, "labels": len(m.Labels),
-				"validation":     map[string]any{"accuracy": m.Metrics.Validation.Accuracy, "macro_f1": m.Metrics.Validation.MacroF1, "n": m.Metrics.Validation.N},
-				"train_accuracy": m.Metrics.TrainAcc, "hyper_params": m.HyperParams, "seconds": m.Training.Seconds,
-			})
+			return runTrain(ctx, opts, stdout)
 		},
 	}
+}
+
+// runTrain trains and prints the bundle's summary as one JSON object.
+func runTrain(ctx context.Context, opts trainer.Options, stdout io.Writer) error {
+	res, err := trainer.Train(ctx, opts)
+	if err != nil {
+		return err
+	}
+	m := res.Manifest
+	return json.NewEncoder(stdout).Encode(map[string]any{
+		"bundle": res.Dir, "name": m.Name, "version": m.Version, "labels": len(m.Labels),
+		"validation":     map[string]any{"accuracy": m.Metrics.Validation.Accuracy, "macro_f1": m.Metrics.Validation.MacroF1, "n": m.Metrics.Validation.N},
+		"train_accuracy": m.Metrics.TrainAcc, "hyper_params": m.HyperParams, "seconds": m.Training.Seconds,
+	})
+}
+
+// strayFineTuneFlags refuses fine-tuning flags given without --fine-tune,
+// which would otherwise be silently ignored.
+func strayFineTuneFlags(fs *flag.FlagSet, on bool) error {
+	if on {
+		return nil
+	}
+	var stray []string
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "checkpoint", "python", "fine-tune-script", "fine-tune-epochs", "fine-tune-lr", "fine-tune-batch", "fine-tune-patience",
+			"fine-tune-max-length", "fine-tune-max-steps", "device", "nproc", "fine-tune-threads":
+			stray = append(stray, "--"+f.Name)
+		}
+	})
+	if len(stray) > 0 {
+		return fmt.Errorf("train: %s apply only with --fine-tune", strings.Join(stray, ", "))
+	}
+	return nil
 }
 
 // abstainFlag is --abstain-precision, shared by train and tune.
