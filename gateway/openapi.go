@@ -209,6 +209,7 @@ func operations(g *schemaGen) []operation {
 					"activate":     obj{"type": "boolean"},
 					"seed":         obj{"type": "integer", "minimum": 0},
 					"max_epochs":   obj{"type": "integer", "minimum": 1, "maximum": 1000},
+					"fine_tune":    obj{"type": "boolean"},
 				}, "additionalProperties": false}},
 			}},
 			status: "202", response: obj{"description": "queued", "content": jsonContent(g.ref(TrainAccepted{})),

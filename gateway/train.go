@@ -37,7 +37,8 @@ type TrainRequest struct {
 	Name        string  `json:"name" doc:"model name: the trained bundle is registered as a new version of NAME"`
 	Activate    bool    `json:"activate,omitempty" doc:"promote the new version to serve as name once it is registered"`
 	Seed        *uint64 `json:"seed,omitempty" doc:"validation split and initialisation seed; default 42"`
-	MaxEpochs   int     `json:"max_epochs,omitempty" doc:"epoch cap per hyper-parameter setting, 1..1000; default 20"`
+	MaxEpochs   int     `json:"max_epochs,omitempty" doc:"epoch cap per hyper-parameter setting, 1..1000; default 20 (with fine_tune: the fine-tuning epoch cap, at most 100)"`
+	FineTune    bool    `json:"fine_tune,omitempty" doc:"fine-tune the trainer's BERT checkpoint (PyTorch) instead of training a head on frozen features; 422 when the trainer cannot fine-tune"`
 }
 
 // TrainAccepted is the 202 answer to POST /v1/train.
@@ -233,6 +234,12 @@ func (s *Server) parseTrainForm(c *fiber.Ctx) (TrainRequest, *multipart.FileHead
 				return req, nil, badRequest(key, "field %q: expected an integer, got %q", key, v)
 			}
 			req.MaxEpochs = n
+		case "fine_tune":
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return req, nil, badRequest(key, "field %q: expected true or false, got %q", key, v)
+			}
+			req.FineTune = b
 		case "data_path":
 			return req, nil, badRequest(key, "give either data_path (JSON body) or an uploaded file, not both")
 		default:
@@ -261,7 +268,7 @@ func (s *Server) jobRequest(req TrainRequest, upload bool) (trainer.JobRequest, 
 		return r, unprocessable("max_epochs", "max_epochs %d: must be 1..1000", req.MaxEpochs)
 	}
 	r = trainer.JobRequest{Name: req.Name, TextColumn: req.TextColumn, LabelColumn: req.LabelColumn,
-		Activate: req.Activate, Seed: req.Seed, MaxEpochs: req.MaxEpochs, Source: req.DataPath}
+		Activate: req.Activate, Seed: req.Seed, MaxEpochs: req.MaxEpochs, FineTune: req.FineTune, Source: req.DataPath}
 	if !upload {
 		path, ae := s.resolveDataPath(req.DataPath)
 		if ae != nil {

@@ -60,6 +60,9 @@ type JobRequest struct {
 	Activate    bool    `json:"activate,omitempty"`
 	Seed        *uint64 `json:"seed,omitempty"` // default 42
 	MaxEpochs   int     `json:"max_epochs,omitempty"`
+	// FineTune asks for a fine-tuned transformer (JobsConfig.FineTune)
+	// instead of a head on frozen features; MaxEpochs then caps its epochs.
+	FineTune bool `json:"fine_tune,omitempty"`
 	// Source is what the client named: the data_path it sent, or
 	// "upload:FILENAME"; messages show it instead of DataPath.
 	Source string `json:"source"`
@@ -157,6 +160,10 @@ type JobsConfig struct {
 	DataRoots []string
 	// Encoder, when set, makes jobs train hybrid heads (n-grams + encoder).
 	Encoder *EncoderSource
+	// FineTune is how jobs asking for fine-tuning run; nil refuses them,
+	// with FineTuneUnavailable as the reason.
+	FineTune            *FineTune
+	FineTuneUnavailable error
 
 	// Register stores a trained bundle as a new version of name and returns
 	// the version id. It must copy (or move) the bundle: the service removes
@@ -340,6 +347,9 @@ func (s *JobService) Submit(_ context.Context, r JobRequest) (JobStatus, error) 
 	if err := s.checkData(r); err != nil {
 		return JobStatus{}, fmt.Errorf("%w %s: %w", ErrInvalidJob, r.ID, err)
 	}
+	if err := s.checkFineTune(r); err != nil {
+		return JobStatus{}, err
+	}
 	j := &job{req: r, status: queuedStatus(r)}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -359,6 +369,18 @@ func (s *JobService) Submit(_ context.Context, r JobRequest) (JobStatus, error) 
 	s.publish(j)
 	s.log.Info("training job queued", "job", r.ID, "name", r.Name, "source", r.Source, "activate", r.Activate, "by", r.RequestedBy)
 	return queuedStatus(r), nil // a worker may have started it already
+}
+
+// checkFineTune refuses fine-tuning jobs this service cannot run.
+func (s *JobService) checkFineTune(r JobRequest) error {
+	if !r.FineTune || s.cfg.FineTune != nil {
+		return nil
+	}
+	why := s.cfg.FineTuneUnavailable
+	if why == nil {
+		why = errors.New("no fine-tuning setup")
+	}
+	return fmt.Errorf("%w %s: this trainer cannot fine-tune: %w", ErrInvalidJob, r.ID, why)
 }
 
 // checkData keeps non-upload data inside DataRoots, when they are set.
@@ -527,14 +549,26 @@ func (s *JobService) runJob(ctx context.Context, j *job) {
 	if r.Seed != nil {
 		seed = *r.Seed
 	}
-	res, err := Train(ctx, Options{
+	opts := Options{
 		DataPath: r.DataPath, TextColumn: r.TextColumn, LabelColumn: r.LabelColumn, OutDir: dir, Name: r.Name,
 		Version: start.Format("20060102T150405Z") + "-" + r.ID[max(0, len(r.ID)-6):],
 		Seed:    seed, MaxEpochs: r.MaxEpochs, Workers: s.cfg.Threads, Encoder: s.cfg.Encoder, Logger: log,
 		Progress: func(p Progress) {
 			s.update(j, func(st *JobStatus) { st.Stage, st.Progress = p.Stage, trainShare*p.Fraction })
 		},
-	})
+	}
+	if r.FineTune {
+		if err := s.checkFineTune(r); err != nil { // Submit checked; the setup does not change
+			s.finish(j, err)
+			return
+		}
+		ft := *s.cfg.FineTune
+		if r.MaxEpochs > 0 {
+			ft.Epochs = min(r.MaxEpochs, 100)
+		}
+		opts.FineTune, opts.Encoder, opts.MaxEpochs = &ft, nil, 0
+	}
+	res, err := Train(ctx, opts)
 	if err != nil {
 		s.removeAll(dir)
 		if ctx.Err() != nil {

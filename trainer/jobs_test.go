@@ -455,3 +455,12 @@ func metricValue(t *testing.T, m prometheus.Metric) float64 {
 	}
 	return d.GetGauge().GetValue()
 }
+
+func TestJobFineTuneRefusedWithoutSetup(t *testing.T) {
+	ts := newTestService(t, func(c *JobsConfig) { c.FineTuneUnavailable = errors.New("no Python environment") })
+	data := synthetic(t, "tickets.csv", "text", "label", false)
+	_, err := ts.Submit(context.Background(), JobRequest{Name: "m", DataPath: data, FineTune: true})
+	if !errors.Is(err, ErrInvalidJob) || !strings.Contains(err.Error(), "cannot fine-tune: no Python environment") {
+		t.Fatalf("Submit: %v, want ErrInvalidJob with the reason", err)
+	}
+}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/peterbourgon/ff/v3/ffcli"
 
+	"github.com/triage-ml/triage/encoderdir"
 	"github.com/triage-ml/triage/inference"
 	"github.com/triage-ml/triage/registry"
 	"github.com/triage-ml/triage/retrain"
@@ -33,6 +34,8 @@ type retrainFlags struct {
 	tuneBudget           time.Duration
 	checkEvery           time.Duration
 	gate                 retrain.Gate
+	fineTune             bool
+	ft                   fineTuneFlags // how fine-tuning runs: retraining with --retrain-fine-tune, and jobs asking for it
 }
 
 func (f *retrainFlags) register(fs *flag.FlagSet) {
@@ -42,7 +45,23 @@ func (f *retrainFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.checkEvery, "retrain-check-interval", 30*time.Second, "trainer: how often new labels are counted against --retrain-threshold")
 	fs.IntVar(&f.maxEpochs, "retrain-max-epochs", 0, "epoch cap of retraining runs (0 = the trainer's default)")
 	fs.DurationVar(&f.tuneBudget, "retrain-tune-budget", 0, "each retraining run tunes hyper-parameters for this long (triage tune: random search with successive halving, refit) instead of training the default grid (0 = the grid)")
+	fs.BoolVar(&f.fineTune, "retrain-fine-tune", false, "retraining runs fine-tune the BERT checkpoint (--checkpoint, or the one --encoder was converted from) instead of training a head; the fine-tuning flags say how")
+	f.ft.register(fs, false)
 	f.gate.RegisterFlags(fs)
+}
+
+// fineTuning resolves the fine-tuning setup (nil and the reason when the
+// flags or the machine do not allow it); --retrain-fine-tune makes that
+// reason an error at start.
+func (f *retrainFlags) fineTuning(encoderDir, variant string, rt *runtimeFlags) (*trainer.FineTune, error) {
+	ft, err := f.ft.build(encoderDir, variant, rt.encoderOpener())
+	if err != nil && f.fineTune {
+		return nil, fmt.Errorf("--retrain-fine-tune: %w", err)
+	}
+	if err == nil && f.fineTune && f.tuneBudget > 0 {
+		return nil, errors.New("--retrain-fine-tune and --retrain-tune-budget: choose one (fine-tuning does its own early stopping)")
+	}
+	return ft, err
 }
 
 // policies are the schedules and the threshold, per default model.
@@ -88,7 +107,7 @@ func defaultModelNames() string {
 // training files under datasets.
 func retrainRunner(f *retrainFlags, store registry.Store, promote func(ctx context.Context, name, version, who, why string) error,
 	opts inference.ModelOptions, datasets, workDir string, feedback *snapshot.FeedbackSource, enc *trainer.EncoderSource,
-	rec *tracking.Recorder, deadLetters string, log *slog.Logger) (*retrain.Runner, error) {
+	ft *trainer.FineTune, rec *tracking.Recorder, deadLetters string, log *slog.Logger) (*retrain.Runner, error) {
 	snaps, err := snapshot.OpenStore(f.snapshots)
 	if err != nil {
 		return nil, fmt.Errorf("--snapshots %s: %w", f.snapshots, err)
@@ -101,12 +120,16 @@ func retrainRunner(f *retrainFlags, store registry.Store, promote func(ctx conte
 	if f.tuneBudget > 0 {
 		train = trainer.TuneTrain(f.tuneBudget)
 	}
+	base := trainer.Options{MaxEpochs: f.maxEpochs, Encoder: enc}
+	if f.fineTune {
+		base = trainer.Options{FineTune: ft}
+	}
 	return retrain.New(retrain.Config{Registry: store, Promote: promote, Snapshots: snaps, Feedback: feedback, Bases: bases,
 		Train:           train,
 		DeadLetterTopic: deadLetters,
 		WorkDir:         workDir, Gate: f.gate, Logger: log,
 		Open:    func(dir string) (retrain.Model, error) { return inference.Open(dir, opts) },
-		Options: trainer.Options{MaxEpochs: f.maxEpochs, Encoder: enc},
+		Options: base,
 		Record: func(ctx context.Context, model, version, dir string, tags map[string]string) {
 			rec.Record(ctx, model, version, dir, tags)
 		}})
@@ -170,7 +193,13 @@ func retrainCommand(stdout, stderr io.Writer) *ffcli.Command {
 			}
 			rec := &tracking.Recorder{Tracker: tr, Mirror: mirror, Logger: log}
 			adm.Mirror = tracking.MirrorMoves(mirror, log)
-			r, err := retrainRunner(&rf, store, promote, opts, *datasets, *workDir, feedback, nil, rec, *deadLetters, log)
+			var ft *trainer.FineTune
+			if rf.fineTune {
+				if ft, err = rf.fineTuning("", encoderdir.VariantFP32, &mf.rt); err != nil {
+					return err
+				}
+			}
+			r, err := retrainRunner(&rf, store, promote, opts, *datasets, *workDir, feedback, nil, ft, rec, *deadLetters, log)
 			if err != nil {
 				return err
 			}

@@ -839,6 +839,13 @@ func (a *app) trainerRole() (lifecycle.Role, error) {
 			// Jobs also come over Kafka from gateways in other processes,
 			// whether or not this process runs a gateway of its own.
 			cfg.Kafka = a.trainKafka()
+			// Jobs may ask for fine-tuning; when this process cannot (no
+			// checkpoint, no Python environment) they fail with the reason.
+			ft, ftErr := a.rf.fineTuning(a.ef.dir, a.ef.variant, &a.rt)
+			if ftErr != nil && a.rf.fineTune {
+				return ftErr
+			}
+			cfg.FineTune, cfg.FineTuneUnavailable = ft, ftErr
 			js, err := trainer.NewJobService(cfg)
 			if err != nil {
 				return err
@@ -853,7 +860,7 @@ func (a *app) trainerRole() (lifecycle.Role, error) {
 				if a.feedbackTopic != "" {
 					feedback = &snapshot.FeedbackSource{Brokers: a.brokerList(), Topic: a.feedbackTopic, Logger: a.log}
 				}
-				if a.retrain, err = retrainRunner(&a.rf, a.store, promote, a.opts, a.datasets, a.workDir, feedback, enc, a.recorder, a.cf.DeadLetterTopic, a.log); err != nil {
+				if a.retrain, err = retrainRunner(&a.rf, a.store, promote, a.opts, a.datasets, a.workDir, feedback, enc, ft, a.recorder, a.cf.DeadLetterTopic, a.log); err != nil {
 					return err
 				}
 			}
