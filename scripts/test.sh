@@ -27,6 +27,11 @@ wait_background() {
 	bg_pid=""
 }
 
+step "background: the fine-tuning environment (scripts/finetune-env.sh: PyTorch, transformers; ~3 GB from PyPI) for the fine-tuning suite"
+ft_log="$(mktemp)"
+bash scripts/finetune-env.sh >"$ft_log" 2>&1 &
+ft_pid=$!
+
 step "Python onnx package (ONNX checker used by the export tests)"
 if ! python3 -c 'import onnx' 2>/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check 'onnx>=1.16'
@@ -69,6 +74,20 @@ bash scripts/dvc-repro.sh
 
 step "go test (unit tests, and the streaming suite against the embedded kfake broker)"
 go test -count=1 -timeout 20m ./...
+
+step "fine-tuning suite: a few steps on a Banking77 slice with 2 torchrun processes (gloo), converted by the Go converter, served by ONNX Runtime; logits against PyTorch's"
+if ! wait "$ft_pid"; then
+	cat "$ft_log" >&2
+	echo "fine-tuning environment failed" >&2
+	exit 1
+fi
+TRIAGE_PYTHON="$(tail -n1 "$ft_log")"
+export TRIAGE_PYTHON
+log="$(mktemp)"
+rc=0
+go test -count=1 -timeout 10m -tags finetune -v ./finetune/ >"$log" 2>&1 || rc=$?
+grep -E '^(=== RUN|--- |PASS|FAIL|ok)|finetune_test.go' "$log" || true
+if [ "$rc" -ne 0 ]; then tail -n 80 "$log"; exit "$rc"; fi
 
 step "streaming suite against Apache Kafka 4 (scripts/kafka-local), and the end-to-end learning loop (Apache Kafka + a real MLflow server)"
 log="$(mktemp)"
