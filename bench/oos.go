@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/triage-ml/triage/bundle"
@@ -42,7 +43,12 @@ type OOSConfig struct {
 	// Encoder, when set, adds a hybrid model (n-grams + embedding) beside
 	// the linear one.
 	Encoder *trainer.EncoderSource
-	Model   inference.ModelOptions
+	// FineTune, when set, adds a fine-tuned transformer.
+	FineTune *trainer.FineTune
+	// Kinds limits the models trained (bundle.KindLinear, bundle.KindHybrid,
+	// KindFineTuned); default every kind the config allows.
+	Kinds []string
+	Model inference.ModelOptions
 	// AbstainPrecision is the training option (0: trainer default).
 	AbstainPrecision float64
 	// Accuracy and Recall are where the curve is read: the best OOS recall
@@ -54,6 +60,10 @@ type OOSConfig struct {
 	// OnModel, if set, is called as each model's result is ready.
 	OnModel func(OOSModel)
 }
+
+// KindFineTuned names the fine-tuned transformer among bench oos's models
+// (its bundle's graph kind is "encoder").
+const KindFineTuned = "fine-tuned"
 
 // OOSResult is a leave-intents-out run.
 type OOSResult struct {
@@ -166,13 +176,27 @@ func OOS(ctx context.Context, cfg OOSConfig) (*OOSResult, error) {
 	if cfg.Encoder != nil {
 		kinds = append(kinds, bundle.KindHybrid)
 	}
+	if cfg.FineTune != nil {
+		kinds = append(kinds, KindFineTuned)
+	}
+	if len(cfg.Kinds) > 0 {
+		for _, k := range cfg.Kinds {
+			if !slices.Contains(kinds, k) {
+				return nil, fmt.Errorf("bench oos: model kind %q needs its setup (hybrid: --encoder; fine-tuned: --fine-tune) or is unknown; available: %s", k, strings.Join(kinds, ", "))
+			}
+		}
+		kinds = cfg.Kinds
+	}
 	for _, kind := range kinds {
 		start := time.Now()
 		dir := filepath.Join(cfg.WorkDir, kind)
 		opts := trainer.Options{DataPath: path, TextColumn: "text", LabelColumn: "label", OutDir: dir, Name: "oos-" + kind,
 			Seed: cfg.Seed, ValFraction: 0.1, AbstainPrecision: cfg.AbstainPrecision, Logger: cfg.Logger}
-		if kind == bundle.KindHybrid {
+		switch kind {
+		case bundle.KindHybrid:
 			opts.Encoder = cfg.Encoder
+		case KindFineTuned:
+			opts.FineTune = cfg.FineTune
 		}
 		if _, err := trainer.Train(ctx, opts); err != nil {
 			return nil, fmt.Errorf("bench oos: train %s: %w", kind, err)

@@ -31,7 +31,7 @@ import (
 const (
 	DefaultPython = ".cache/finetune-venv/bin/python" // made by scripts/finetune-env.sh
 	DefaultScript = "scripts/finetune/finetune.py"
-	DefaultEpochs = 5
+	DefaultEpochs = 4
 	DefaultLR     = 1e-4
 	DefaultBatch  = 32
 )

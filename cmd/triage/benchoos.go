@@ -14,6 +14,7 @@ import (
 
 	"github.com/triage-ml/triage/bench"
 	"github.com/triage-ml/triage/internal/scoring"
+	"github.com/triage-ml/triage/trainer"
 )
 
 func benchOOSCommand(stdout, stderr io.Writer) *ffcli.Command {
@@ -35,6 +36,9 @@ func benchOOSCommand(stdout, stderr io.Writer) *ffcli.Command {
 	accuracy := fs.Float64("accuracy", 0.93, "read the curve at this in-scope accuracy (abstentions counted as errors): the best OOS recall reaching it")
 	recall := fs.Float64("recall", 0.6, "read the curve at this OOS recall: the most in-scope coverage reaching it, with both accuracies there")
 	asJSON := fs.Bool("json", false, "print one JSON object instead of the tables")
+	kinds := fs.String("kinds", "", `models to train, comma-separated: linear, hybrid (needs --encoder), fine-tuned (needs --fine-tune) (default: every one set up)`)
+	var ftf fineTuneFlags
+	ftf.register(fs, true)
 	return &ffcli.Command{
 		Name:       "oos",
 		ShortUsage: "triage bench oos --data FILE --label-column NAME [--encoder DIR] [--holdout 10] [--seed 42] [--dev] [--json]",
@@ -60,13 +64,22 @@ func benchOOSCommand(stdout, stderr io.Writer) *ffcli.Command {
 			if err != nil {
 				return err
 			}
+			if stray := strayFineTuneFlags(fs, ftf.on); stray != nil {
+				return stray
+			}
+			var ft *trainer.FineTune
+			if ftf.on {
+				if ft, err = ftf.build(ef.dir, ef.variant, rt.encoderOpener()); err != nil {
+					return err
+				}
+			}
 			src, closeEnc, err := ef.open(mo)
 			if err != nil {
 				return err
 			}
 			defer closeEnc()
 			cfg := bench.OOSConfig{Data: *data, TextColumn: *textCol, LabelColumn: *labelCol, Holdout: *holdout, Seed: *seed,
-				Dev: *dev, WorkDir: dir, Encoder: src, Model: mo, AbstainPrecision: abstainOption(*abstain),
+				Dev: *dev, WorkDir: dir, Encoder: src, FineTune: ft, Kinds: splitList(*kinds), Model: mo, AbstainPrecision: abstainOption(*abstain),
 				Accuracy: *accuracy, Recall: *recall, Logger: log}
 			if !*asJSON {
 				cfg.OnModel = func(m bench.OOSModel) { writeOOSModel(stdout, m, *accuracy, *recall) }

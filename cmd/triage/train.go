@@ -146,7 +146,7 @@ func strayFineTuneFlags(fs *flag.FlagSet, on bool) error {
 		}
 	})
 	if len(stray) > 0 {
-		return fmt.Errorf("train: %s apply only with --fine-tune", strings.Join(stray, ", "))
+		return fmt.Errorf("%s apply only with --fine-tune", strings.Join(stray, ", "))
 	}
 	return nil
 }
