@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"time"
 
@@ -227,10 +226,7 @@ func fineTune(ctx context.Context, opts Options) (*Result, error) {
 		window: opts.MonitorWindow, seed: opts.Seed, target: opts.AbstainPrecision}, log)...)
 	extra = append(extra, bundle.CopyFile{Name: finetune.SummaryFile, From: filepath.Join(ckpt, finetune.SummaryFile)},
 		bundle.CopyFile{Name: finetune.ProbeFile, From: filepath.Join(ckpt, finetune.ProbeFile)})
-	m.Training = bundle.Training{DataPath: opts.DataPath, DataSHA256: ds.SHA256, TextColumn: opts.TextColumn,
-		LabelColumn: opts.LabelColumn, Rows: len(ds.Examples), TrainRows: len(train), ValRows: len(val),
-		Seed: opts.Seed, ValFraction: opts.ValFraction, GoVersion: runtime.Version()}
-	m.Training.Seconds = time.Since(start).Seconds()
+	m.Training = trainingRecord(opts, ds, len(train), len(val), start)
 	if err := bundle.Write(opts.OutDir, &m, nil, onnxBytes, extra...); err != nil {
 		return nil, err
 	}

@@ -385,10 +385,7 @@ func Train(ctx context.Context, opts Options) (*Result, error) {
 	extra = append(extra, describe(&m, best.model, evidence{labels: labels, texts: texts(val), x: vaX, y: vaY,
 		ngram: opts.uses(FeaturesNgram), emb: vaE, trE: trE, trY: trY, dim: dim, embedder: embedder,
 		window: opts.MonitorWindow, seed: opts.Seed, target: opts.AbstainPrecision}, log)...)
-	m.Training = bundle.Training{DataPath: opts.DataPath, DataSHA256: ds.SHA256, TextColumn: opts.TextColumn,
-		LabelColumn: opts.LabelColumn, Rows: len(ds.Examples), TrainRows: len(train), ValRows: len(val),
-		Seed: opts.Seed, ValFraction: opts.ValFraction, GoVersion: runtime.Version()}
-	m.Training.Seconds = time.Since(start).Seconds()
+	m.Training = trainingRecord(opts, ds, len(train), len(val), start)
 	if err := bundle.Write(opts.OutDir, &m, vocab, onnxBytes, extra...); err != nil {
 		return nil, err
 	}
@@ -396,6 +393,13 @@ func Train(ctx context.Context, opts Options) (*Result, error) {
 		"params", m.HyperParams, "seconds", m.Training.Seconds)
 	prog.report(StageWritten, 1)
 	return &Result{Dir: opts.OutDir, Manifest: m}, nil
+}
+
+// trainingRecord is the bundle's account of the run's data and split.
+func trainingRecord(opts Options, ds *dataset.Dataset, trainRows, valRows int, start time.Time) bundle.Training {
+	return bundle.Training{DataPath: opts.DataPath, DataSHA256: ds.SHA256, TextColumn: opts.TextColumn,
+		LabelColumn: opts.LabelColumn, Rows: len(ds.Examples), TrainRows: trainRows, ValRows: valRows,
+		Seed: opts.Seed, ValFraction: opts.ValFraction, GoVersion: runtime.Version(), Seconds: time.Since(start).Seconds()}
 }
 
 // loadSplit loads the training data and carves the stratified validation
