@@ -241,6 +241,7 @@ func Run(ctx context.Context, o Options, d Data, out string, log *slog.Logger, o
 		args = append([]string{"-m", "torch.distributed.run", "--standalone", "--nproc_per_node", strconv.Itoa(o.Procs)}, args...)
 	}
 	cmd := exec.CommandContext(ctx, o.Python, args...)
+	ownGroup(cmd)
 	cmd.Env = append(os.Environ(), "PYTHONUNBUFFERED=1", "TOKENIZERS_PARALLELISM=false")
 	if o.Device == DeviceCPU {
 		// The CUDA build of torch would otherwise probe for a GPU it is

@@ -3,11 +3,14 @@ package finetune
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // fakeScript stands in for finetune.py (unit tests; the finetune-tagged
@@ -20,6 +23,12 @@ mode = os.environ["FAKE_MODE"]
 if mode == "refuse":
     print(json.dumps({"event": "error", "message": "--device cuda: PyTorch sees no CUDA GPU here"}))
     sys.exit(2)
+if mode == "hang":
+    import subprocess, time
+    child = subprocess.Popen(["sleep", "60"])
+    open(os.environ["FAKE_PIDFILE"], "w").write(str(child.pid))
+    print(json.dumps({"event": "start", "steps": 4}), flush=True)
+    time.sleep(60)
 if mode == "crash":
     print("noise that is not an event")
     print("Traceback: RuntimeError: out of memory", file=sys.stderr)
@@ -156,5 +165,54 @@ func writeSafetensors(t *testing.T, path string, ts map[string]tensor) {
 	out = append(append(out, h...), body...)
 	if err := os.WriteFile(path, out, 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Cancelling a run stops the script and everything it started (torchrun's
+// workers), promptly.
+func TestRunCancelStopsTheProcessGroup(t *testing.T) {
+	t.Setenv("FAKE_MODE", "hang")
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	t.Setenv("FAKE_PIDFILE", pidFile)
+	ctx, cancel := context.WithCancel(context.Background())
+	started := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		_, err := Run(ctx, fakeOptions(t), Data{NumLabels: 2}, filepath.Join(t.TempDir(), "out"), nil, func(ev Event) {
+			if ev.Kind == "start" {
+				close(started)
+			}
+		})
+		done <- err
+	}()
+	select {
+	case <-started:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the fake script never started")
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "context canceled") {
+			t.Errorf("error %v, want the cancellation", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after cancel")
+	}
+	raw, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(raw)))
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil || strings.Contains(string(stat), ") Z ") {
+			return // gone (or a zombie awaiting its reaper)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("child %d still running after the run was cancelled", pid)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
