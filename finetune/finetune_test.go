@@ -207,6 +207,14 @@ func TestFineTuneRefusals(t *testing.T) {
 			want string
 		}{"cuda without a GPU", finetune.Options{Device: finetune.DeviceCUDA}, "no CUDA GPU"})
 	}
+	// A Python without PyTorch (the system one, where it has none).
+	if exec.Command("python3", "-c", "import torch").Run() != nil {
+		cases = append(cases, struct {
+			name string
+			ft   finetune.Options
+			want string
+		}{"python without torch", finetune.Options{Python: "python3"}, "No module named 'torch': create the fine-tuning environment with scripts/finetune-env.sh"})
+	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			out := filepath.Join(t.TempDir(), "m")
