@@ -266,7 +266,7 @@ def main(argv):
             if step % a.log_every == 0 or step == total:
                 emit("step", step=step, steps=total, epoch=epoch, loss=loss.item(), lr=sched.get_last_lr()[0],
                      seconds=round(time.time() - started, 1))
-        stop = torch.zeros(1)
+        stop = torch.zeros(1, device=device)  # NCCL broadcasts GPU tensors only
         if rank == 0:
             acc, vloss, f1 = evaluate(va_texts, va_labels)
             curve.append({"epoch": epoch, "train_loss": loss_sum / max(1, seen), "val_accuracy": acc, "val_loss": vloss,
