@@ -114,8 +114,9 @@ func (e env) options(out string, ft finetune.Options) trainer.Options {
 func TestFineTuneServesWhatPyTorchTrained(t *testing.T) {
 	e := setup(t)
 	out := filepath.Join(t.TempDir(), "support-ft")
-	res, err := trainer.Train(context.Background(), e.options(out, finetune.Options{
-		Epochs: 2, MaxSteps: 8, BatchSize: 16, Procs: 2, Threads: 1}))
+	o := e.options(out, finetune.Options{Epochs: 2, MaxSteps: 8, BatchSize: 16, Procs: 2, Threads: 1})
+	o.Features = []string{trainer.FeaturesEncoder} // the fine-tuned classifier itself
+	res, err := trainer.Train(context.Background(), o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,6 +178,35 @@ func TestFineTuneServesWhatPyTorchTrained(t *testing.T) {
 	t.Logf("served vs PyTorch logits on %d texts: max |Δ| = %.3g", len(preds), worst)
 	if worst > 1e-3 {
 		t.Errorf("served logits differ from PyTorch's by %g > 1e-3", worst)
+	}
+}
+
+// TestFineTuneHybridHead: by default the fine-tuned encoder feeds a hybrid
+// head trained in Go (n-grams + embedding); the bundle serves, and records
+// the fine-tuning run beside the head's search.
+func TestFineTuneHybridHead(t *testing.T) {
+	e := setup(t)
+	out := filepath.Join(t.TempDir(), "support-hybrid")
+	res, err := trainer.Train(context.Background(), e.options(out, finetune.Options{Epochs: 1, MaxSteps: 4, BatchSize: 16}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := res.Manifest
+	if m.Graph.Kind != "hybrid" || m.HyperParams["fine_tune"] != true || m.Metrics.Search[0].Params["fine_tune"] != true ||
+		len(m.Metrics.Search) < 2 {
+		t.Fatalf("kind %s, hyper_params %v, %d trials", m.Graph.Kind, m.HyperParams, len(m.Metrics.Search))
+	}
+	if _, err := os.Stat(filepath.Join(out, finetune.ProbeFile)); err != nil {
+		t.Error(err)
+	}
+	model, err := inference.Open(out, inference.ModelOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer model.Close()
+	preds, err := model.Predict(context.Background(), []string{"I am still waiting on my card"})
+	if err != nil || len(preds) != 1 || preds[0].Label == "" {
+		t.Fatalf("predict: %v %v", preds, err)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -66,8 +67,9 @@ func (f *FineTune) validate(o *Options) error {
 	if o.Encoder != nil {
 		errs = append(errs, errors.New("--fine-tune trains the encoder itself: it cannot also train a head on a frozen --encoder (the checkpoint comes from --encoder's folder)"))
 	}
-	if len(o.Features) > 0 && !(len(o.Features) == 1 && o.Features[0] == FeaturesEncoder) {
-		errs = append(errs, fmt.Errorf("--fine-tune makes an encoder model: --features %s does not apply", strings.Join(o.Features, ",")))
+	if len(o.Features) > 0 && !slices.Contains(o.Features, FeaturesEncoder) {
+		errs = append(errs, fmt.Errorf("--fine-tune trains an encoder: --features %s must include %q (alone: the fine-tuned classifier; with %q: a hybrid head on the fine-tuned encoder)",
+			strings.Join(o.Features, ","), FeaturesEncoder, FeaturesNgram))
 	}
 	return errors.Join(errs...)
 }
@@ -197,6 +199,27 @@ func fineTune(ctx context.Context, opts Options) (*Result, error) {
 		log.Info("validation accuracy through ONNX Runtime", "onnxruntime", valReport.Accuracy, "pytorch", sum.ValAccuracy, "variant", ft.Variant)
 	}
 
+	ftParams := map[string]any{"fine_tune": true, "checkpoint": ft.Checkpoint, "optimizer": "adamw",
+		"fine_tune_learning_rate": ft.LearningRate, "batch_size": ft.BatchSize, "max_epochs": ft.Epochs, "fine_tune_epochs": sum.BestEpoch,
+		"epochs_run": sum.EpochsRun, "steps": sum.Steps, "patience": ft.Patience, "max_length": sum.MaxLength,
+		"pooling": sum.Pooling, "device": ft.Device, "processes": sum.Processes, "encoder_variant": ft.Variant,
+		"torch": sum.Torch, "pytorch_val_accuracy": sum.ValAccuracy, "fine_tune_seconds": sum.Seconds,
+		"fine_tune_peak_rss_mib": sum.PeakRSSMiB, "parity_max_abs_logit_diff": parity, "variant_val_accuracy": variantAcc,
+		"fine_tuned_head_val_accuracy": valReport.Accuracy}
+	curve := make([]bundle.EpochScore, len(sum.Curve))
+	for i, e := range sum.Curve {
+		curve[i] = bundle.EpochScore{Epoch: e.Epoch, ValAccuracy: e.ValAccuracy, ValMacroF1: e.ValMacroF1,
+			TrainLoss: &e.TrainLoss, ValLoss: &e.ValLoss}
+	}
+	trial := bundle.Trial{Params: map[string]any{"fine_tune": true, "learning_rate": ft.LearningRate, "batch_size": ft.BatchSize},
+		BestEpoch: sum.BestEpoch, ValAccuracy: sum.ValAccuracy, ValMacroF1: valReport.MacroF1, Curve: curve}
+	shipped := []bundle.CopyFile{{Name: finetune.SummaryFile, From: filepath.Join(ckpt, finetune.SummaryFile)},
+		{Name: finetune.ProbeFile, From: filepath.Join(ckpt, finetune.ProbeFile)}}
+	if slices.Contains(opts.Features, FeaturesNgram) {
+		return fineTunedHybrid(ctx, opts, ckpt, work, sum, fineTuned{params: ftParams, trial: trial, files: shipped,
+			source: ft.Checkpoint + " (fine-tuned)", start: start}, prog)
+	}
+
 	prog.report(StageExporting, 0.92)
 	o := opts
 	o.Features = []string{FeaturesEncoder}
@@ -207,25 +230,13 @@ func fineTune(ctx context.Context, opts Options) (*Result, error) {
 		return nil, fmt.Errorf("fine-tune: %w", err)
 	}
 	m.Encoder.Source = ft.Checkpoint + " (fine-tuned)"
-	m.HyperParams = map[string]any{"fine_tune": true, "checkpoint": ft.Checkpoint, "optimizer": "adamw",
-		"learning_rate": ft.LearningRate, "batch_size": ft.BatchSize, "max_epochs": ft.Epochs, "epochs": sum.BestEpoch,
-		"epochs_run": sum.EpochsRun, "steps": sum.Steps, "patience": ft.Patience, "max_length": sum.MaxLength,
-		"pooling": sum.Pooling, "device": ft.Device, "processes": sum.Processes, "encoder_variant": ft.Variant,
-		"torch": sum.Torch, "pytorch_val_accuracy": sum.ValAccuracy, "fine_tune_seconds": sum.Seconds,
-		"fine_tune_peak_rss_mib": sum.PeakRSSMiB, "parity_max_abs_logit_diff": parity, "variant_val_accuracy": variantAcc}
-	curve := make([]bundle.EpochScore, len(sum.Curve))
-	for i, e := range sum.Curve {
-		curve[i] = bundle.EpochScore{Epoch: e.Epoch, ValAccuracy: e.ValAccuracy, ValMacroF1: e.ValMacroF1,
-			TrainLoss: &e.TrainLoss, ValLoss: &e.ValLoss}
-	}
-	trial := bundle.Trial{Params: map[string]any{"fine_tune": true, "learning_rate": ft.LearningRate, "batch_size": ft.BatchSize},
-		BestEpoch: sum.BestEpoch, ValAccuracy: sum.ValAccuracy, ValMacroF1: valReport.MacroF1, Curve: curve}
+	m.HyperParams = ftParams
+	m.HyperParams["learning_rate"], m.HyperParams["epochs"] = ft.LearningRate, sum.BestEpoch
 	m.Metrics = bundle.Metrics{Validation: valReport, TrainAcc: trainReport.Accuracy, Search: []bundle.Trial{trial}}
 	extra = append(extra, describe(&m, model, evidence{labels: labels, texts: texts(val), x: vaX, y: vaY,
 		emb: vaE, trE: trE, trY: trY, dim: dim, embedder: emb,
 		window: opts.MonitorWindow, seed: opts.Seed, target: opts.AbstainPrecision}, log)...)
-	extra = append(extra, bundle.CopyFile{Name: finetune.SummaryFile, From: filepath.Join(ckpt, finetune.SummaryFile)},
-		bundle.CopyFile{Name: finetune.ProbeFile, From: filepath.Join(ckpt, finetune.ProbeFile)})
+	extra = append(extra, shipped...)
 	m.Training = trainingRecord(opts, ds, len(train), len(val), start)
 	if err := bundle.Write(opts.OutDir, &m, nil, onnxBytes, extra...); err != nil {
 		return nil, err
@@ -234,6 +245,50 @@ func fineTune(ctx context.Context, opts Options) (*Result, error) {
 		"pytorch_val_accuracy", sum.ValAccuracy, "seconds", m.Training.Seconds)
 	prog.report(StageWritten, 1)
 	return &Result{Dir: opts.OutDir, Manifest: m}, nil
+}
+
+// fineTuned is what a hybrid head trained on a fine-tuned encoder carries
+// over from the fine-tuning: its settings and figures, its curve (the first
+// trial), the files it ships, where the encoder came from, when it began.
+type fineTuned struct {
+	params map[string]any
+	trial  bundle.Trial
+	files  []bundle.CopyFile
+	source string
+	start  time.Time
+}
+
+// fineTunedHybrid trains the Go hybrid head (n-grams + embedding, the usual
+// search) on the fine-tuned encoder. The encoder is converted again with L2
+// normalisation: the head's embedding scales are searched for unit vectors.
+func fineTunedHybrid(ctx context.Context, opts Options, ckpt, work string, sum *finetune.Summary, ftd fineTuned, prog *progress) (*Result, error) {
+	ft := opts.FineTune
+	dir := filepath.Join(work, "encoder-normalized")
+	yes := true
+	em, err := encoder.Convert(ckpt, dir, encoder.ConvertOptions{MaxLength: sum.MaxLength, Pooling: sum.Pooling, Normalize: &yes})
+	if err != nil {
+		return nil, fmt.Errorf("fine-tune: %w", err)
+	}
+	if ft.Variant == encoderdir.VariantInt8 {
+		if em, err = quantize(ctx, ft, dir); err != nil {
+			return nil, err
+		}
+	}
+	emb, closeEnc, err := ft.OpenEncoder(dir, ft.Variant)
+	if err != nil {
+		return nil, fmt.Errorf("fine-tune: open the converted encoder: %w", err)
+	}
+	defer closeEnc()
+	o := opts
+	o.FineTune, o.fineTuned = nil, &ftd
+	o.Features = []string{FeaturesNgram, FeaturesEncoder}
+	o.Encoder = &EncoderSource{Embedder: emb, Dir: dir, Variant: ft.Variant, Manifest: em}
+	if opts.Progress != nil {
+		o.Progress = func(p Progress) {
+			prog.report("hybrid head: "+p.Stage, 0.88+0.12*p.Fraction)
+		}
+	}
+	return Train(ctx, o)
 }
 
 // headModel is the fine-tuned linear layer as a Triage head: feature 0 is

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -71,6 +72,8 @@ type Options struct {
 	// FineTune, when set, fine-tunes a BERT checkpoint instead of training
 	// a head on frozen features (see FineTune).
 	FineTune *FineTune
+	// fineTuned is set when Train fits the hybrid head of a fine-tuning run.
+	fineTuned *fineTuned
 
 	Logger *slog.Logger
 	// Progress, when set, is told each step of the run (see Progress).
@@ -242,7 +245,7 @@ func (o *Options) Validate() error {
 	}
 	if len(o.Features) == 0 {
 		o.Features = []string{FeaturesNgram}
-		if o.Encoder != nil {
+		if o.Encoder != nil || o.FineTune != nil {
 			o.Features = append(o.Features, FeaturesEncoder)
 		}
 	}
@@ -251,7 +254,7 @@ func (o *Options) Validate() error {
 			errs = append(errs, fmt.Errorf("--features %q: use %q, %q or %q,%q", f, FeaturesNgram, FeaturesEncoder, FeaturesNgram, FeaturesEncoder))
 		}
 	}
-	if o.uses(FeaturesEncoder) && o.Encoder == nil {
+	if o.uses(FeaturesEncoder) && o.Encoder == nil && o.FineTune == nil {
 		errs = append(errs, errors.New("--features encoder needs --encoder DIR (a converted encoder; `make encoder` makes one)"))
 	}
 	if !o.uses(FeaturesEncoder) && o.Encoder != nil {
@@ -386,6 +389,14 @@ func Train(ctx context.Context, opts Options) (*Result, error) {
 		ngram: opts.uses(FeaturesNgram), emb: vaE, trE: trE, trY: trY, dim: dim, embedder: embedder,
 		window: opts.MonitorWindow, seed: opts.Seed, target: opts.AbstainPrecision}, log)...)
 	m.Training = trainingRecord(opts, ds, len(train), len(val), start)
+	if ftd := opts.fineTuned; ftd != nil {
+		// The head of a fine-tuning run: the bundle tells the whole run.
+		maps.Copy(m.HyperParams, ftd.params)
+		m.Metrics.Search = append([]bundle.Trial{ftd.trial}, m.Metrics.Search...)
+		m.Encoder.Source = ftd.source
+		m.Training.Seconds = time.Since(ftd.start).Seconds()
+		extra = append(extra, ftd.files...)
+	}
 	if err := bundle.Write(opts.OutDir, &m, vocab, onnxBytes, extra...); err != nil {
 		return nil, err
 	}
