@@ -69,7 +69,8 @@ func (c BertConfig) validate() error {
 	switch c.ModelType {
 	case "bert", "":
 	default:
-		errs = append(errs, fmt.Errorf("model_type %q is not supported; Triage converts BERT-architecture checkpoints (model_type \"bert\")", c.ModelType))
+		// Another architecture's fields mean nothing here: say only this.
+		return fmt.Errorf("model_type %q is not supported; Triage converts BERT-architecture checkpoints (model_type \"bert\")", c.ModelType)
 	}
 	if c.HiddenAct != "gelu" && c.HiddenAct != "" {
 		errs = append(errs, fmt.Errorf("hidden_act %q is not supported (want gelu)", c.HiddenAct))
