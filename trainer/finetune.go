@@ -85,11 +85,7 @@ func fineTune(ctx context.Context, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	log.Info("data loaded", "path", opts.DataPath, "rows", len(ds.Examples), "labels", len(labels), "train", len(train), "validation", len(val))
-	index := make(map[string]int, len(labels))
-	for i, l := range labels {
-		index[l] = i
-	}
+	index := labelIndex(labels)
 	trY, vaY := labelIDs(train, index), labelIDs(val, index)
 
 	// Everything is made in a scratch folder beside the bundle and removed
@@ -165,20 +161,14 @@ func fineTune(ctx context.Context, opts Options) (*Result, error) {
 		return nil, fmt.Errorf("fine-tune: open the converted encoder: %w", err)
 	}
 	defer closeEnc()
-	trE, err := emb.EmbedTexts(ctx, texts(train))
-	if err != nil {
-		return nil, fmt.Errorf("fine-tune: embed training texts: %w", err)
-	}
 	vaE, err := emb.EmbedTexts(ctx, texts(val))
 	if err != nil {
 		return nil, fmt.Errorf("fine-tune: embed validation texts: %w", err)
 	}
 	dim := head.Hidden
 	model := headModel(head)
-	empty := func(n int) []featurizer.Vector { return make([]featurizer.Vector, n) }
-	trX, vaX := featurizer.AppendDense(empty(len(train)), trE, dim, 1, 1), featurizer.AppendDense(empty(len(val)), vaE, dim, 1, 1)
+	vaX := featurizer.AppendDense(make([]featurizer.Vector, len(val)), vaE, dim, 1, 1)
 	valReport := evaluate(model, vaX, vaY, labels)
-	trainReport := evaluate(model, trX, trY, labels)
 	other := encoderdir.VariantInt8
 	if ft.Variant == encoderdir.VariantInt8 {
 		other = encoderdir.VariantFP32
@@ -219,6 +209,14 @@ func fineTune(ctx context.Context, opts Options) (*Result, error) {
 		return fineTunedHybrid(ctx, opts, ckpt, work, sum, fineTuned{params: ftParams, trial: trial, files: shipped,
 			source: ft.Checkpoint + " (fine-tuned)", start: start}, prog)
 	}
+
+	// The fine-tuned classifier ships: only it needs the training embeddings
+	// (train accuracy, centroid, abstention); a hybrid head embeds its own.
+	trE, err := emb.EmbedTexts(ctx, texts(train))
+	if err != nil {
+		return nil, fmt.Errorf("fine-tune: embed training texts: %w", err)
+	}
+	trainReport := evaluate(model, featurizer.AppendDense(make([]featurizer.Vector, len(train)), trE, dim, 1, 1), trY, labels)
 
 	prog.report(StageExporting, 0.92)
 	o := opts

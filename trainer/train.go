@@ -293,13 +293,9 @@ func Train(ctx context.Context, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	log.Info("data loaded", "path", opts.DataPath, "rows", len(ds.Examples), "labels", len(labels), "train", len(train), "validation", len(val))
 	prog.report(StageFeaturising, 0.10)
 
-	index := make(map[string]int, len(labels))
-	for i, l := range labels {
-		index[l] = i
-	}
+	index := labelIndex(labels)
 	trX, trY := make([]featurizer.Vector, len(train)), labelIDs(train, index)
 	vaX, vaY := make([]featurizer.Vector, len(val)), labelIDs(val, index)
 	var vocab *featurizer.Vocab
@@ -428,7 +424,17 @@ func loadSplit(opts Options) (ds *dataset.Dataset, labels []string, train, val [
 	if err != nil {
 		return nil, nil, nil, nil, fmt.Errorf("train: %w", err)
 	}
+	opts.Logger.Info("data loaded", "path", opts.DataPath, "rows", len(ds.Examples), "labels", len(labels), "train", len(train), "validation", len(val))
 	return ds, labels, train, val, nil
+}
+
+// labelIndex maps each label to its id (its position in labels).
+func labelIndex(labels []string) map[string]int {
+	index := make(map[string]int, len(labels))
+	for i, l := range labels {
+		index[l] = i
+	}
+	return index
 }
 
 // exportHead turns a trained head into its ONNX graph and manifest (and the

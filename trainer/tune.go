@@ -385,10 +385,7 @@ func (r *tuneRun) load(ctx context.Context, ds *dataset.Dataset) error {
 		return fmt.Errorf("validation split: %w", err)
 	}
 	r.train, r.val, r.holdout = train, val, holdout
-	index := make(map[string]int, len(r.labels))
-	for i, l := range r.labels {
-		index[l] = i
-	}
+	index := labelIndex(r.labels)
 	r.trY, r.vaY, r.hoY = labelIDs(train, index), labelIDs(val, index), labelIDs(holdout, index)
 	r.ngram, r.encoderFeatures = r.base.uses(FeaturesNgram), r.base.uses(FeaturesEncoder)
 	r.log.Info("data loaded", "path", r.opts.DataPath, "rows", len(ds.Examples), "labels", len(r.labels),
