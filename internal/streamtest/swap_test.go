@@ -28,7 +28,26 @@ import (
 // exactly once and never go back; the longest gap between predictions
 // during the swap stays under twice the steady-state p99 gap; the REST
 // clients see no error and switch within 5 s of the promotion.
+//
+// The gap bound compares two tails of ~100-300 gaps each on machines whose
+// cores are shared with other work (CI installs tools in the background), so
+// one steady-state stall can land in the swap window by chance: a run that
+// breaks only that bound is measured once more, and fails if it breaks it
+// again. Every other assertion fails on the first run.
 func testSwap(t *testing.T, b Backend, n int) {
+	err := swapRun(t, b, n)
+	if err == nil || t.Failed() {
+		return
+	}
+	t.Logf("first run: %v; measuring once more", err)
+	if err := swapRun(t, b, n); err != nil {
+		t.Errorf("second run too: %v", err)
+	}
+}
+
+// swapRun runs the scenario once; it reports the gap bound as its error and
+// every other failure through t.
+func swapRun(t *testing.T, b Backend, n int) error {
 	tp := newTopics(t, b, 6)
 	reg := filepath.Join(t.TempDir(), "registry")
 	updates := "updates-" + tp.group
@@ -58,6 +77,12 @@ func testSwap(t *testing.T, b Backend, n int) {
 	gw := startProc(t, append([]string{"run", "--target", "gateway", "--no-auth", "--http-addr", "127.0.0.1:" + strconv.Itoa(port),
 		"--rate", "1000000", "--burst", "1000000"}, roleArgs...)...)
 	base := "http://127.0.0.1:" + strconv.Itoa(port)
+	// A second run must not share the cores with this one's idle processes.
+	defer func() {
+		for _, p := range append(consumers, gw) {
+			p.cmd.Process.Kill()
+		}
+	}()
 	waitHTTP(t, base+"/readyz", 60*time.Second, gw)
 
 	rest := startRESTClients(base, 16)
@@ -177,8 +202,9 @@ func testSwap(t *testing.T, b Backend, n int) {
 	p99 := steady[len(steady)*99/100]
 	t.Logf("prediction gaps: steady-state p99 %v (%d gaps), longest during the swap %v (window %v)",
 		p99, len(steady), swapMax, swapTo.Sub(swapFrom).Round(time.Millisecond))
+	var gapErr error
 	if swapMax >= 2*p99 {
-		t.Errorf("longest gap during the swap %v is not under 2x the steady-state p99 gap %v", swapMax, p99)
+		gapErr = fmt.Errorf("longest gap during the swap %v is not under 2x the steady-state p99 gap %v", swapMax, p99)
 	}
 
 	// REST: no errors, every client on v2 within 5 s of the promotion.
@@ -197,6 +223,7 @@ func testSwap(t *testing.T, b Backend, n int) {
 	if r.wentBack > 0 {
 		t.Errorf("REST clients saw v1 again after v2 %d times", r.wentBack)
 	}
+	return gapErr
 }
 
 // swapRate is the input rate of the swap test, records/s: well under what
