@@ -23,6 +23,10 @@ type RestConfig struct {
 	Data       string      // file whose texts become request bodies, cycled
 	TextColumn string
 	Model      string // the body's "model" field ("" leaves it out)
+	// Get sends body-less GETs to URL instead (Data unused): the floor a
+	// constant handler such as /healthz sets for this driver on this
+	// machine, to read the predict figures against.
+	Get bool
 
 	Rates    []int         // offered requests/s, in order
 	Duration time.Duration // measured time per rate
@@ -70,35 +74,26 @@ func Rest(ctx context.Context, cfg RestConfig) ([]RestRate, error) {
 	if cfg.URL == "" || len(cfg.Rates) == 0 || cfg.Duration <= 0 {
 		return nil, errors.New("bench rest: need a URL, rates and a duration")
 	}
-	texts, err := loadTexts(cfg.Data, cfg.TextColumn)
-	if err != nil {
-		return nil, err
-	}
-	if len(texts) == 0 {
-		return nil, fmt.Errorf("bench rest: no texts in %s", cfg.Data)
-	}
-	// Bodies are encoded once, so the driver spends its share of the
-	// (shared) CPUs on sending, not on JSON.
-	bodies := make([][]byte, len(texts))
-	for i, t := range texts {
-		req := map[string]string{"text": t}
-		if cfg.Model != "" {
-			req["model"] = cfg.Model
-		}
-		if bodies[i], err = json.Marshal(req); err != nil {
-			return nil, err
-		}
-	}
 	header := cfg.Header.Clone()
 	if header == nil {
 		header = http.Header{}
 	}
-	header.Set("Content-Type", "application/json")
-	var next atomic.Uint64
 	targeter := func(t *vegeta.Target) error {
-		i := next.Add(1) - 1
-		t.Method, t.URL, t.Header, t.Body = http.MethodPost, cfg.URL, header, bodies[i%uint64(len(bodies))]
+		t.Method, t.URL, t.Header = http.MethodGet, cfg.URL, header
 		return nil
+	}
+	if !cfg.Get {
+		bodies, err := requestBodies(cfg)
+		if err != nil {
+			return nil, err
+		}
+		header.Set("Content-Type", "application/json")
+		var next atomic.Uint64
+		targeter = func(t *vegeta.Target) error {
+			i := next.Add(1) - 1
+			t.Method, t.URL, t.Header, t.Body = http.MethodPost, cfg.URL, header, bodies[i%uint64(len(bodies))]
+			return nil
+		}
 	}
 	// Open loop: no worker cap, so a slow server gets more concurrent
 	// requests rather than fewer sent. An attacker stops for good after one
@@ -152,6 +147,29 @@ func Rest(ctx context.Context, cfg RestConfig) ([]RestRate, error) {
 		}
 	}
 	return rows, nil
+}
+
+// requestBodies encodes one predict body per text of cfg.Data once, so the
+// driver spends its share of the (shared) CPUs on sending, not on JSON.
+func requestBodies(cfg RestConfig) ([][]byte, error) {
+	texts, err := loadTexts(cfg.Data, cfg.TextColumn)
+	if err != nil {
+		return nil, err
+	}
+	if len(texts) == 0 {
+		return nil, fmt.Errorf("bench rest: no texts in %s", cfg.Data)
+	}
+	bodies := make([][]byte, len(texts))
+	for i, t := range texts {
+		req := map[string]string{"text": t}
+		if cfg.Model != "" {
+			req["model"] = cfg.Model
+		}
+		if bodies[i], err = json.Marshal(req); err != nil {
+			return nil, err
+		}
+	}
+	return bodies, nil
 }
 
 func cmpOr(d, def time.Duration) time.Duration {

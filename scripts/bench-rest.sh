@@ -4,6 +4,9 @@
 #   triage                      `triage gateway`, support model, default settings
 #                               (dynamic batching on, no added wait)
 #   triage-no-batching          the same with --dynamic-batching=false
+#   floor-healthz               the same gateway driven with GET /healthz, a
+#                               constant handler: the latency floor that this
+#                               driver, loopback HTTP and these cores set
 #   fastapi-sklearn-wN          scripts/bench/rest_sklearn.py, uvicorn --workers N
 #   fastapi-onnx-wN             scripts/bench/rest_onnx.py (skl2onnx + onnxruntime,
 #                               1 intra-op thread per worker), --workers N
@@ -18,7 +21,7 @@
 #
 # Env: REST_RATES (comma-separated req/s), REST_DURATION (5s), REST_WARMUP (1s),
 # REST_WORKERS ("1 2"), REST_MAX_P99 (100ms), REST_SERVERS (default
-# "triage triage-no-batching sklearn onnx"), TRIAGE_BIN, REST_DATA, PROFILE_DIR (each
+# "triage floor-healthz triage-no-batching sklearn onnx"), TRIAGE_BIN, REST_DATA, PROFILE_DIR (each
 # Triage gateway writes a CPU profile PROFILE_DIR/<server>.pprof covering its run).
 set -euo pipefail
 
@@ -33,7 +36,7 @@ REST_DURATION="${REST_DURATION:-5s}"
 REST_WARMUP="${REST_WARMUP:-1s}"
 REST_WORKERS="${REST_WORKERS:-1 2}"
 REST_MAX_P99="${REST_MAX_P99:-100ms}"
-REST_SERVERS="${REST_SERVERS:-triage triage-no-batching sklearn onnx}"
+REST_SERVERS="${REST_SERVERS:-triage floor-healthz triage-no-batching sklearn onnx}"
 REST_DATA="${REST_DATA:-../shared/data/banking77/train.csv}"
 PROFILE_DIR="${PROFILE_DIR:-}"
 TRIAGE_BIN="${TRIAGE_BIN:-.cache/bench/triage}"
@@ -109,8 +112,13 @@ run() {
 		((SECONDS < deadline)) || die "$name did not answer within ${READY_TIMEOUT}s"
 		sleep 0.5
 	done
-	log "$name ready at $url; driving it at $REST_RATES req/s"
-	"$TRIAGE_BIN" bench rest --url "$url" --key "$TRIAGE_KEY" --data "$REST_DATA" --name "$name" \
+	local drive=(--url "$url" --key "$TRIAGE_KEY" --data "$REST_DATA")
+	if [[ -n "${drive_get:-}" ]]; then
+		url="http://127.0.0.1:$port/healthz"
+		drive=(--get --url "$url")
+	fi
+	log "$name ready; driving $url at $REST_RATES req/s"
+	"$TRIAGE_BIN" bench rest "${drive[@]}" --name "$name" \
 		--rates "$REST_RATES" --duration "$REST_DURATION" --warmup "$REST_WARMUP" --max-p99 "$REST_MAX_P99" \
 		--json "$results" >&2
 	printf '| %s | %s |\n' "$name" "$(tree_hwm_mb "$srv_pid")" >>"$rss_table"
@@ -145,6 +153,10 @@ for server in $REST_SERVERS; do
 	triage)
 		p="$(free_port)"
 		run triage "$p" -- "$TRIAGE_BIN" "${gateway_args[@]}" --http-addr "127.0.0.1:$p" $(profile_flag triage)
+		;;
+	floor-healthz)
+		p="$(free_port)"
+		drive_get=1 run floor-healthz "$p" -- "$TRIAGE_BIN" "${gateway_args[@]}" --http-addr "127.0.0.1:$p"
 		;;
 	triage-no-batching)
 		p="$(free_port)"

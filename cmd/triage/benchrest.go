@@ -26,6 +26,7 @@ func benchRestCommand(stdout, stderr io.Writer) *ffcli.Command {
 	data := fs.String("data", "", "file whose texts become request bodies, cycled (required)")
 	textCol := fs.String("text-column", "text", "column holding the text")
 	model := fs.String("model-name", "", `the body's "model" field ("" leaves it out)`)
+	get := fs.Bool("get", false, "send body-less GETs to --url instead (e.g. /healthz: the floor this driver and machine set; --data unused)")
 	name := fs.String("name", "server", "label of this server in the output")
 	rates := fs.String("rates", "500,1000,2000,5000,10000,15000,20000", "offered requests/s, comma-separated, in order")
 	dur := fs.Duration("duration", 5*time.Second, "measured time per rate")
@@ -36,7 +37,7 @@ func benchRestCommand(stdout, stderr io.Writer) *ffcli.Command {
 	jsonOut := fs.String("json", "", "append one JSON line {name, rates, saturation} to this file")
 	return &ffcli.Command{
 		Name:       "rest",
-		ShortUsage: "triage bench rest --url URL --data FILE [--rates 500,1000,...] [--duration 5s]",
+		ShortUsage: "triage bench rest --url URL (--data FILE | --get) [--rates 500,1000,...] [--duration 5s]",
 		ShortHelp:  "open-loop (vegeta) latency and throughput of a POST /v1/predict server at fixed request rates",
 		LongHelp: "Sends one text per request at each fixed rate whether or not earlier requests were answered,\n" +
 			"and reports p50/p99/p99.9 latency, success and achieved throughput per rate. A rate is sustained\n" +
@@ -45,8 +46,8 @@ func benchRestCommand(stdout, stderr io.Writer) *ffcli.Command {
 		FlagSet: fs,
 		Options: parseOptions(),
 		Exec: func(ctx context.Context, _ []string) error {
-			if *url == "" || *data == "" {
-				return errors.New("bench rest: --url and --data are required")
+			if *url == "" || (*data == "" && !*get) {
+				return errors.New("bench rest: --url and --data (or --get) are required")
 			}
 			var rs []int
 			for _, s := range splitList(*rates) {
@@ -64,7 +65,7 @@ func benchRestCommand(stdout, stderr io.Writer) *ffcli.Command {
 			fmt.Fprintln(stdout, "| req/s offered | achieved | success | p50 ms | p99 ms | p99.9 ms | sustained |")
 			fmt.Fprintln(stdout, "|---:|---:|---:|---:|---:|---:|---|")
 			rows, err := bench.Rest(ctx, bench.RestConfig{
-				URL: *url, Header: h, Data: *data, TextColumn: *textCol, Model: *model, Rates: rs,
+				URL: *url, Header: h, Get: *get, Data: *data, TextColumn: *textCol, Model: *model, Rates: rs,
 				Duration: *dur, Warmup: *warmup, Timeout: *timeout, MaxP99: *maxP99, StopAfter: *stopAfter,
 				OnRate: func(r bench.RestRate) {
 					fmt.Fprintf(stdout, "| %d | %.0f | %.2f%% | %.3f | %.3f | %.3f | %v |\n",

@@ -1,6 +1,7 @@
 """Render scripts/bench-rest.sh's results (JSON lines from `triage bench rest --json`) as
 markdown: one latency table per rate for every server, saturation per server, and the
-ratios of Triage's saturation to the best worker count of each Python baseline.
+ratios of Triage's saturation to the best worker count of each Python baseline, and
+Triage's p99 at the goal rates beside the floor-healthz run's (a constant handler).
 
     python scripts/bench/rest_report.py RESULTS.jsonl
 """
@@ -43,11 +44,16 @@ def main(path):
             continue
         ratio = f'{triage["saturation"] / b["saturation"]:.1f}x' if b["saturation"] else "∞ (baseline sustained no rate)"
         print(f'- Triage saturation vs {label} (best: {b["name"]}, {b["saturation"]} req/s): **{ratio}**')
+    floor = next((run for run in runs if run["name"] == "floor-healthz"), None)
     for rate, bound in ((2000, 1.0), (10000, 5.0)):
         r = next((r for r in triage["rates"] if r["rate"] == rate), None)
         if r is not None:
             ok = "met" if r["p99_ms"] < bound and r["sustained"] else "NOT met"
-            print(f'- Triage p99 at {rate} req/s: {r["p99_ms"]:.2f} ms (goal < {bound:g} ms: {ok})')
+            line = f'- Triage p99 at {rate} req/s: {r["p99_ms"]:.2f} ms (goal < {bound:g} ms: {ok})'
+            f = floor and next((f for f in floor["rates"] if f["rate"] == rate), None)
+            if f:
+                line += f'; the constant handler (GET /healthz, same gateway and driver): {f["p99_ms"]:.2f} ms'
+            print(line)
 
 
 if __name__ == "__main__":
