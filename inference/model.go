@@ -175,6 +175,20 @@ func (m *Model) Predict(ctx context.Context, texts []string) ([]Prediction, erro
 	return m.PredictInputs(ctx, m.TransformAll(texts))
 }
 
+// Distribution returns every label's probability for each text,
+// [len(texts)][labels] row-major in Manifest().Labels order: the whole
+// distribution Predict cuts to its top k (what a distilled head learns from).
+func (m *Model) Distribution(ctx context.Context, texts []string) ([]float32, error) {
+	if len(texts) == 0 {
+		return nil, ErrNoTexts
+	}
+	heads, _, _, err := m.headVectors(ctx, m.TransformAll(texts))
+	if err != nil {
+		return nil, err
+	}
+	return m.Probabilities(ctx, heads)
+}
+
 // TransformAll transforms texts, spread over all CPUs for large batches.
 func (m *Model) TransformAll(texts []string) []Input {
 	return m.TransformAllTo(nil, texts)

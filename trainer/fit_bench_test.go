@@ -100,7 +100,7 @@ func benchFit(b *testing.B, rel, labelCol string, epochs int) {
 	cpu0 := cpuTime(b)
 	for b.Loop() {
 		var err error
-		m, err = fit(context.Background(), s.trX, s.trY, s.numFeatures, len(s.labels), hp, epochs, benchSeed+1, nil)
+		m, err = fit(context.Background(), s.trX, s.trY, nil, s.numFeatures, len(s.labels), hp, epochs, benchSeed+1, nil)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -124,7 +124,7 @@ func benchSearch(b *testing.B, rel, labelCol string) {
 	cpu0 := cpuTime(b)
 	for b.Loop() {
 		var err error
-		_, best, err = search(context.Background(), opts, s.trX, s.trY, s.vaX, s.vaY, s.numFeatures, s.labels, func() {})
+		_, best, err = search(context.Background(), opts, s.trX, s.trY, nil, s.vaX, s.vaY, s.numFeatures, s.labels, func() {})
 		if err != nil {
 			b.Fatal(err)
 		}

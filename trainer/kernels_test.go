@@ -130,7 +130,7 @@ func testFitMatchesReference(t *testing.T, rng *rand.Rand, F, C, N int) {
 	}
 	for _, l2 := range []float64{0, 1e-3} {
 		hp := HyperParams{Loss: LossLogistic, LearningRate: 0.1, L2: l2}
-		m, err := fit(context.Background(), xs, ys, F, C, hp, 3, 7, nil)
+		m, err := fit(context.Background(), xs, ys, nil, F, C, hp, 3, 7, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -140,7 +140,7 @@ func testFitMatchesReference(t *testing.T, rng *rand.Rand, F, C, N int) {
 				t.Fatalf("C=%d l2=%v: W[%d] = %v, reference %v (diff %g)", C, l2, k, m.W[k], w, d)
 			}
 		}
-		again, _ := fit(context.Background(), xs, ys, F, C, hp, 3, 7, nil)
+		again, _ := fit(context.Background(), xs, ys, nil, F, C, hp, 3, 7, nil)
 		if !slices.Equal(m.W, again.W) || !slices.Equal(m.B, again.B) {
 			t.Fatalf("C=%d l2=%v: same seed gave a different model", C, l2)
 		}

@@ -101,9 +101,11 @@ const (
 	LossHinge    = "hinge"    // Crammer-Singer multi-class linear SVM
 )
 
-// lossGradient replaces scores z with dLoss/dz for gold class y; it returns
-// false when the gradient is zero (nothing to learn from the example).
-func lossGradient(loss string, z []float32, y int) bool {
+// lossGradient replaces scores z with dLoss/dz for gold class y, or for the
+// target distribution soft when it is not nil (distillation; logistic loss
+// only); it returns false when the gradient is zero (nothing to learn from
+// the example).
+func lossGradient(loss string, z []float32, y int, soft []float32) bool {
 	if loss == LossHinge {
 		r := -1
 		for c := range z {
@@ -120,6 +122,12 @@ func lossGradient(loss string, z []float32, y int) bool {
 		return true
 	}
 	softmaxInPlace(z)
+	if soft != nil {
+		for c, q := range soft {
+			z[c] -= q
+		}
+		return true
+	}
 	z[y] -= 1
 	return true
 }
@@ -140,8 +148,10 @@ type epochHook func(epoch int, m *Linear) (keepGoing bool)
 // fit minimises the loss with AdaGrad (per-coordinate step sizes, which
 // suit sparse TF-IDF input where rare features need larger steps) plus L2
 // decay applied lazily to the rows an example touches. Examples are visited
-// in a seeded shuffled order, so a run is reproducible.
-func fit(ctx context.Context, xs []featurizer.Vector, ys []int, numFeatures, numClasses int,
+// in a seeded shuffled order, so a run is reproducible. soft, when not nil,
+// holds each example's target distribution ([len(xs)][numClasses]) in
+// place of its gold label ys (distillation).
+func fit(ctx context.Context, xs []featurizer.Vector, ys []int, soft []float32, numFeatures, numClasses int,
 	hp HyperParams, maxEpochs int, seed uint64, hook epochHook) (*Linear, error) {
 	m := newLinear(numFeatures, numClasses)
 	C := numClasses
@@ -174,7 +184,11 @@ func fit(ctx context.Context, xs []featurizer.Vector, ys []int, numFeatures, num
 			}
 			x := xs[i]
 			trainScores(W, B, gW, S, x, z, vec)
-			if !lossGradient(hp.Loss, z[:C], ys[i]) {
+			var target []float32
+			if soft != nil {
+				target = soft[i*C : (i+1)*C]
+			}
+			if !lossGradient(hp.Loss, z[:C], ys[i], target) {
 				continue
 			}
 			// z now holds dLoss/dscores (zero in padding lanes), shared by
@@ -216,5 +230,5 @@ func unpad(m *Linear, W, B []float32, S int) {
 // passes (no early stopping): the in-memory entry point for callers that
 // run their own loop, such as the active-learning simulation.
 func Fit(ctx context.Context, xs []featurizer.Vector, ys []int, numFeatures, numClasses int, hp HyperParams, epochs int, seed uint64) (*Linear, error) {
-	return fit(ctx, xs, ys, numFeatures, numClasses, hp, epochs, seed, nil)
+	return fit(ctx, xs, ys, nil, numFeatures, numClasses, hp, epochs, seed, nil)
 }

@@ -72,6 +72,9 @@ type Options struct {
 	// FineTune, when set, fine-tunes a BERT checkpoint instead of training
 	// a head on frozen features (see FineTune).
 	FineTune *FineTune
+	// Distill, when set, trains the head on a teacher model's probabilities
+	// mixed with the gold labels (see Distill).
+	Distill *Distill
 	// fineTuned is set when Train fits the hybrid head of a fine-tuning run.
 	fineTuned *fineTuned
 
@@ -165,6 +168,9 @@ func (o *Options) Validate() error {
 	var errs []error
 	if o.FineTune != nil {
 		errs = append(errs, o.FineTune.validate(o))
+	}
+	if o.Distill != nil {
+		errs = append(errs, o.Distill.validate(o))
 	}
 	if o.DataPath == "" {
 		errs = append(errs, errors.New("--data: path to a CSV or JSONL file is required"))
@@ -298,6 +304,19 @@ func Train(ctx context.Context, opts Options) (*Result, error) {
 	index := labelIndex(labels)
 	trX, trY := make([]featurizer.Vector, len(train)), labelIDs(train, index)
 	vaX, vaY := make([]featurizer.Vector, len(val)), labelIDs(val, index)
+	// Distilling: the teacher runs once; each (w, T) setting is a variant of
+	// the search. Otherwise one setting, hard labels.
+	var teacher []float32
+	settings := []*distillSetting{nil}
+	if opts.Distill != nil {
+		if teacher, err = teacherDistribution(ctx, opts, ds, labels, train); err != nil {
+			return nil, err
+		}
+		settings = settings[:0]
+		for _, st := range opts.Distill.settings() {
+			settings = append(settings, &st)
+		}
+	}
 	var vocab *featurizer.Vocab
 	numNgram := 1 // only the padding row when n-grams are off
 	if opts.uses(FeaturesNgram) {
@@ -351,24 +370,34 @@ func Train(ctx context.Context, opts Options) (*Result, error) {
 		numFeatures = numNgram + dim
 	}
 
-	prog.trials = len(variants) * len(opts.Losses) * len(opts.LearningRates) * len(opts.L2s)
+	prog.trials = len(variants) * len(settings) * len(opts.Losses) * len(opts.LearningRates) * len(opts.L2s)
 	prog.report(StageSearching, 0.20)
 	var trials []bundle.Trial
 	var best candidate
+	var bestSetting *distillSetting
 	bestVariant := -1
 	for vi, v := range variants {
-		ts, b, err := search(ctx, opts, v.trX, trY, v.vaX, vaY, numFeatures, labels, prog.trialDone)
-		if err != nil {
-			return nil, err
-		}
-		for i := range ts {
-			if opts.uses(FeaturesEncoder) {
-				ts[i].Params["encoder_scale"] = v.scale
+		for _, st := range settings {
+			var soft []float32
+			if st != nil {
+				soft = softTargets(teacher, trY, len(labels), *st)
 			}
-		}
-		trials = append(trials, ts...)
-		if bestVariant < 0 || better(b, best) {
-			best, bestVariant = b, vi
+			ts, b, err := search(ctx, opts, v.trX, trY, soft, v.vaX, vaY, numFeatures, labels, prog.trialDone)
+			if err != nil {
+				return nil, err
+			}
+			for i := range ts {
+				if opts.uses(FeaturesEncoder) {
+					ts[i].Params["encoder_scale"] = v.scale
+				}
+				if st != nil {
+					ts[i].Params["distill_weight"], ts[i].Params["distill_temperature"] = st.weight, st.temperature
+				}
+			}
+			trials = append(trials, ts...)
+			if bestVariant < 0 || better(b, best) {
+				best, bestVariant, bestSetting = b, vi, st
+			}
 		}
 	}
 	trX, vaX = variants[bestVariant].trX, variants[bestVariant].vaX
@@ -381,6 +410,13 @@ func Train(ctx context.Context, opts Options) (*Result, error) {
 		return nil, fmt.Errorf("train: %w", err)
 	}
 	m.Metrics = bundle.Metrics{Validation: valReport, TrainAcc: trainReport.Accuracy, Search: trials}
+	if d := opts.Distill; d != nil {
+		tm := d.Teacher.Manifest()
+		m.HyperParams["distill_from"] = cmp.Or(d.Source, tm.Name+" "+tm.Version)
+		m.HyperParams["distill_teacher_val_accuracy"] = tm.Metrics.Validation.Accuracy
+		m.HyperParams["distill_weight"] = bestSetting.weight
+		m.HyperParams["distill_temperature"] = bestSetting.temperature
+	}
 	extra = append(extra, describe(&m, best.model, evidence{labels: labels, texts: texts(val), x: vaX, y: vaY,
 		ngram: opts.uses(FeaturesNgram), emb: vaE, trE: trE, trY: trY, dim: dim, embedder: embedder,
 		window: opts.MonitorWindow, seed: opts.Seed, target: opts.AbstainPrecision}, log)...)
@@ -555,7 +591,7 @@ func better(a, b candidate) bool {
 // search trains every grid point (in parallel, opts.Workers at a time),
 // picking each one's epoch by validation score with early stopping;
 // trialDone is called as each grid point finishes.
-func search(ctx context.Context, opts Options, trX []featurizer.Vector, trY []int, vaX []featurizer.Vector, vaY []int,
+func search(ctx context.Context, opts Options, trX []featurizer.Vector, trY []int, soft []float32, vaX []featurizer.Vector, vaY []int,
 	numFeatures int, labels []string, trialDone func()) ([]bundle.Trial, candidate, error) {
 	var grid []HyperParams
 	for _, loss := range opts.Losses {
@@ -573,7 +609,7 @@ func search(ctx context.Context, opts Options, trX []featurizer.Vector, trY []in
 		g.Go(func() error {
 			best := candidate{params: hp}
 			stale := 0
-			_, err := fit(ctx, trX, trY, numFeatures, len(labels), hp, opts.MaxEpochs, opts.Seed+uint64(i), func(epoch int, m *Linear) bool {
+			_, err := fit(ctx, trX, trY, soft, numFeatures, len(labels), hp, opts.MaxEpochs, opts.Seed+uint64(i), func(epoch int, m *Linear) bool {
 				r := evaluate(m, vaX, vaY, labels)
 				curves[i] = append(curves[i], bundle.EpochScore{Epoch: epoch, ValAccuracy: r.Accuracy, ValMacroF1: r.MacroF1})
 				c := candidate{params: hp, report: r}

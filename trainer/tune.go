@@ -478,7 +478,7 @@ func (r *tuneRun) baseline(ctx context.Context) (trials []TuneTrial, model *Line
 		if err != nil {
 			return nil, nil, nil, 0, err
 		}
-		ts, b, err := search(ctx, def, set.xs[0], r.trY, set.xs[1], r.vaY, set.numFeatures, r.labels, func() {})
+		ts, b, err := search(ctx, def, set.xs[0], r.trY, nil, set.xs[1], r.vaY, set.numFeatures, r.labels, func() {})
 		if err != nil {
 			return nil, nil, nil, 0, err
 		}
@@ -721,7 +721,7 @@ func (b *bracket) runTrial(ctx context.Context, t *trial) error {
 	}
 	last := len(r.rungs) - 1
 	rung, stale := b.first, 0
-	_, err = fit(ctx, fs.xs[0], r.trY, fs.numFeatures, len(r.labels), t.hp, r.opts.MaxEpochs, t.Seed, func(epoch int, m *Linear) bool {
+	_, err = fit(ctx, fs.xs[0], r.trY, nil, fs.numFeatures, len(r.labels), t.hp, r.opts.MaxEpochs, t.Seed, func(epoch int, m *Linear) bool {
 		c := candidate{params: t.hp, report: evaluate(m, fs.xs[1], r.vaY, r.labels)}
 		c.params.Epochs = epoch
 		b.mu.Lock() // arrive reads best from other goroutines
@@ -951,7 +951,7 @@ func (r *tuneRun) refit(ctx context.Context, ds *dataset.Dataset, res *TuneResul
 	if err != nil {
 		return err
 	}
-	m, err := fit(ctx, fs.xs[0], r.trY, fs.numFeatures, len(r.labels), hp, hp.Epochs, best.Seed, nil)
+	m, err := fit(ctx, fs.xs[0], r.trY, nil, fs.numFeatures, len(r.labels), hp, hp.Epochs, best.Seed, nil)
 	if err != nil {
 		return err
 	}
@@ -968,7 +968,7 @@ func (r *tuneRun) refit(ctx context.Context, ds *dataset.Dataset, res *TuneResul
 	if err != nil {
 		return err
 	}
-	m, err = fit(ctx, fs.xs[0], allY, fs.numFeatures, len(r.labels), hp, hp.Epochs, best.Seed, nil)
+	m, err = fit(ctx, fs.xs[0], allY, nil, fs.numFeatures, len(r.labels), hp, hp.Epochs, best.Seed, nil)
 	if err != nil {
 		return err
 	}

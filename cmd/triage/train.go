@@ -55,6 +55,8 @@ func trainCommand(stdout, stderr io.Writer) *ffcli.Command {
 	scales := fs.String("encoder-scales", "1,3", "embedding multipliers to search, comma-separated")
 	var ftf fineTuneFlags
 	ftf.register(fs, true)
+	var df distillFlags
+	df.register(fs)
 	return &ffcli.Command{
 		Name:       "train",
 		ShortUsage: "triage train --data FILE --text-column NAME --label-column NAME --out DIR [--seed N]",
@@ -81,6 +83,12 @@ func trainCommand(stdout, stderr io.Writer) *ffcli.Command {
 			}
 			if stray := strayFineTuneFlags(fs, ftf.on); stray != nil {
 				return stray
+			}
+			if err := df.stray(fs); err != nil {
+				return err
+			}
+			if ftf.on && df.from != "" {
+				return fmt.Errorf("train: --fine-tune and --distill-from: fine-tune a teacher first, then distil from its bundle")
 			}
 			if ftf.on {
 				if opts.FineTune, err = ftf.build(ef.dir, ef.variant, rt.encoderOpener()); err != nil {
@@ -112,6 +120,12 @@ func trainCommand(stdout, stderr io.Writer) *ffcli.Command {
 			}
 			defer closeEnc()
 			opts.Encoder = src
+			d, closeTeacher, err := df.open(&rt)
+			if err != nil {
+				return err
+			}
+			defer closeTeacher()
+			opts.Distill = d
 			return runTrain(ctx, opts, stdout)
 		},
 	}
