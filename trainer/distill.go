@@ -31,13 +31,13 @@ type Teacher interface {
 type Distill struct {
 	Teacher      Teacher
 	Source       string    // where the teacher came from, for the bundle's record
-	Weights      []float64 // teacher's shares of the target; default [0.5]
+	Weights      []float64 // teacher's shares of the target; default [0.8]
 	Temperatures []float64 // >1 softens the teacher's distribution; default [2]
 }
 
 // Defaults of Distill.
 const (
-	DefaultDistillWeight      = 0.5
+	DefaultDistillWeight      = 0.8
 	DefaultDistillTemperature = 2.0
 )
 
