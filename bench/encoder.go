@@ -42,7 +42,11 @@ type EncoderConfig struct {
 	ORTLib string
 	// Python runs the baseline (with tokenizers and onnxruntime); "" skips it.
 	Python string
-	Stderr io.Writer // the baseline's stderr
+	// ModelOnly tokenises every text once, before timing, on both sides:
+	// the rates are then of the model call (batch packing and ONNX Runtime)
+	// alone, so a gap between the two is not in either tokenizer.
+	ModelOnly bool
+	Stderr    io.Writer // the baseline's stderr
 
 	// OnStart, if set, is called once the texts and manifest are read,
 	// before anything is measured.
@@ -122,8 +126,18 @@ func Encoder(ctx context.Context, cfg EncoderConfig) (EncoderResult, error) {
 			if err != nil {
 				return res, err
 			}
+			var tokens [][]int64
+			if cfg.ModelOnly {
+				tokens = enc.TokenizeAll(texts)
+			}
 			for _, bs := range cfg.Batches {
-				r, err := measure(ctx, texts, bs, cfg.Duration, func(ts []string) error { _, err := enc.EmbedTexts(ctx, ts); return err })
+				var r Timing
+				var err error
+				if cfg.ModelOnly {
+					r, err = measure(ctx, tokens, bs, cfg.Duration, func(ts [][]int64) error { _, err := enc.Embed(ctx, ts); return err })
+				} else {
+					r, err = measure(ctx, texts, bs, cfg.Duration, func(ts []string) error { _, err := enc.EmbedTexts(ctx, ts); return err })
+				}
 				if err != nil {
 					enc.Close()
 					return res, fmt.Errorf("bench encoder %s batch %d: %w", v, bs, err)
@@ -199,6 +213,9 @@ func pythonBaseline(ctx context.Context, cfg EncoderConfig, model string, texts 
 	cmd := exec.CommandContext(ctx, cfg.Python, script, "--model", model, "--tokenizer", cfg.Dir, "--data", tmp.Name(),
 		"--batch", strings.Join(batches, ","), "--duration", strconv.FormatFloat(cfg.Duration.Seconds(), 'f', -1, 64),
 		"--threads", strconv.Itoa(cfg.Threads), "--max-length", strconv.Itoa(maxLen), "--json")
+	if cfg.ModelOnly {
+		cmd.Args = append(cmd.Args, "--pretokenize")
+	}
 	cmd.Stderr = cfg.Stderr
 	out, err := cmd.Output()
 	if err != nil {

@@ -29,6 +29,7 @@ func benchEncoderCommand(stdout, stderr io.Writer) *ffcli.Command {
 	threads := fs.Int("threads", 2, "ONNX Runtime intra-op threads, for both engines")
 	python := fs.String("python", "python3", "Python with tokenizers and onnxruntime, for the baseline (\"\" skips it)")
 	rounds := fs.Int("rounds", 3, "repeat every cell, Triage and Python in turn, and report medians (ratio ranges over rounds)")
+	modelOnly := fs.Bool("model-only", false, "tokenise every text once before timing, on both sides: rates of the model call alone")
 	variants := fs.String("variants", "fp32,int8", "encoder variants to measure with Triage; the baseline runs the first")
 	return &ffcli.Command{
 		Name:       "encoder",
@@ -54,10 +55,14 @@ func benchEncoderCommand(stdout, stderr io.Writer) *ffcli.Command {
 			}
 			res, err := bench.Encoder(ctx, bench.EncoderConfig{
 				Dir: *dir, Variants: vars, Data: splitList(*data), TextColumn: *textCol, Batches: sizes,
-				Duration: *dur, Threads: *threads, Rounds: *rounds, ORTLib: *ortLib, Python: *python, Stderr: stderr,
+				Duration: *dur, Threads: *threads, Rounds: *rounds, ORTLib: *ortLib, Python: *python, ModelOnly: *modelOnly, Stderr: stderr,
 				OnStart: func(in bench.EncoderInfo) {
-					fmt.Fprintf(stdout, "encoder %s (%d layers, dim %d, max %d tokens), %d texts from %s mixed, GOMAXPROCS=%d, ORT intra-op threads=%d, %v per cell, %d rounds (medians; Triage/Python range over rounds)\n\n",
-						*dir, in.Layers, in.HiddenSize, in.MaxLength, in.Texts, *data, in.GOMAXPROCS, *threads, *dur, max(*rounds, 1))
+					timed := "tokenisation included"
+					if *modelOnly {
+						timed = "model call only: texts tokenised before timing"
+					}
+					fmt.Fprintf(stdout, "encoder %s (%d layers, dim %d, max %d tokens), %d texts from %s mixed, GOMAXPROCS=%d, ORT intra-op threads=%d, %v per cell, %d rounds (medians; Triage/Python range over rounds), %s\n\n",
+						*dir, in.Layers, in.HiddenSize, in.MaxLength, in.Texts, *data, in.GOMAXPROCS, *threads, *dur, max(*rounds, 1), timed)
 				},
 			})
 			if err != nil {
