@@ -44,16 +44,23 @@ const (
 // distillSetting is one (w, T) point of the search.
 type distillSetting struct{ weight, temperature float64 }
 
-func (d *Distill) settings() []distillSetting {
-	var out []distillSetting
+// settings are the points to search; without distillation (d nil), one nil
+// point: the gold labels alone.
+func (d *Distill) settings() []*distillSetting {
+	if d == nil {
+		return []*distillSetting{nil}
+	}
+	var out []*distillSetting
 	for _, w := range d.Weights {
 		for _, t := range d.Temperatures {
-			out = append(out, distillSetting{w, t})
+			out = append(out, &distillSetting{w, t})
 		}
 	}
 	return out
 }
 
+// validate fills defaults and checks d against o, whose own defaults
+// (the losses) are already filled.
 func (d *Distill) validate(o *Options) error {
 	var errs []error
 	if d.Teacher == nil {
@@ -77,9 +84,6 @@ func (d *Distill) validate(o *Options) error {
 	}
 	if o.FineTune != nil {
 		errs = append(errs, errors.New("--distill-from and --fine-tune: distil into a head, or fine-tune; not both"))
-	}
-	if len(o.Losses) == 0 {
-		o.Losses = []string{LossLogistic}
 	}
 	for _, l := range o.Losses {
 		if l != LossLogistic {
@@ -106,12 +110,16 @@ func teacherDistribution(ctx context.Context, opts Options, ds *dataset.Dataset,
 			tm.Name, tm.Version, tr.DataSHA256, tr.Seed, tr.ValFraction, tr.TrainRows, ds.SHA256, opts.Seed, opts.ValFraction, len(train))
 	}
 	// The teacher's labels in our order (the same set, maybe another order).
+	mismatch := fmt.Errorf("distil from %s %s: its labels %q are not this data's %q", tm.Name, tm.Version, tm.Labels, labels)
+	if len(tm.Labels) != len(labels) {
+		return nil, mismatch
+	}
 	index := labelIndex(labels)
 	col := make([]int, len(tm.Labels))
 	for j, l := range tm.Labels {
 		i, ok := index[l]
-		if !ok || len(tm.Labels) != len(labels) {
-			return nil, fmt.Errorf("distil from %s %s: its labels %q are not this data's %q", tm.Name, tm.Version, tm.Labels, labels)
+		if !ok {
+			return nil, mismatch
 		}
 		col[j] = i
 	}

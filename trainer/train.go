@@ -169,9 +169,6 @@ func (o *Options) Validate() error {
 	if o.FineTune != nil {
 		errs = append(errs, o.FineTune.validate(o))
 	}
-	if o.Distill != nil {
-		errs = append(errs, o.Distill.validate(o))
-	}
 	if o.DataPath == "" {
 		errs = append(errs, errors.New("--data: path to a CSV or JSONL file is required"))
 	}
@@ -274,6 +271,9 @@ func (o *Options) Validate() error {
 			errs = append(errs, fmt.Errorf("--encoder-scales %v: each must be in (0, 100]", sc))
 		}
 	}
+	if o.Distill != nil {
+		errs = append(errs, o.Distill.validate(o))
+	}
 	return errors.Join(errs...)
 }
 
@@ -305,16 +305,12 @@ func Train(ctx context.Context, opts Options) (*Result, error) {
 	trX, trY := make([]featurizer.Vector, len(train)), labelIDs(train, index)
 	vaX, vaY := make([]featurizer.Vector, len(val)), labelIDs(val, index)
 	// Distilling: the teacher runs once; each (w, T) setting is a variant of
-	// the search. Otherwise one setting, hard labels.
+	// the search.
 	var teacher []float32
-	settings := []*distillSetting{nil}
+	settings := opts.Distill.settings()
 	if opts.Distill != nil {
 		if teacher, err = teacherDistribution(ctx, opts, ds, labels, train); err != nil {
 			return nil, err
-		}
-		settings = settings[:0]
-		for _, st := range opts.Distill.settings() {
-			settings = append(settings, &st)
 		}
 	}
 	var vocab *featurizer.Vocab

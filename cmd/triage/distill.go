@@ -1,10 +1,8 @@
 package main
 
 import (
-	"context"
 	"flag"
 	"fmt"
-	"strings"
 
 	"github.com/triage-ml/triage/inference"
 	"github.com/triage-ml/triage/trainer"
@@ -28,14 +26,8 @@ func (f *distillFlags) stray(fs *flag.FlagSet) error {
 	if f.from != "" {
 		return nil
 	}
-	var stray []string
-	fs.Visit(func(fl *flag.Flag) {
-		if strings.HasPrefix(fl.Name, "distill-") {
-			stray = append(stray, "--"+fl.Name)
-		}
-	})
-	if len(stray) > 0 {
-		return fmt.Errorf("train: %s apply only with --distill-from DIR", strings.Join(stray, ", "))
+	if err := strayFlags(fs, "--distill-from DIR", "distill-weight", "distill-temperature"); err != nil {
+		return fmt.Errorf("train: %w", err)
 	}
 	return nil
 }
@@ -63,13 +55,7 @@ func (f *distillFlags) open(rt *runtimeFlags) (*trainer.Distill, func(), error) 
 	if err != nil {
 		return nil, nil, fmt.Errorf("--distill-from: %w", err)
 	}
-	return &trainer.Distill{Teacher: teacher{m}, Source: f.from, Weights: weights, Temperatures: temps},
+	// A served model is a teacher as it is (Manifest, Distribution).
+	return &trainer.Distill{Teacher: m, Source: f.from, Weights: weights, Temperatures: temps},
 		func() { m.Close() }, nil
-}
-
-// teacher adapts a served model to trainer.Teacher.
-type teacher struct{ *inference.Model }
-
-func (t teacher) Distribution(ctx context.Context, texts []string) ([]float32, error) {
-	return t.Model.Distribution(ctx, texts)
 }

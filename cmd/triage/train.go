@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -98,16 +99,8 @@ func trainCommand(stdout, stderr io.Writer) *ffcli.Command {
 				return runTrain(ctx, opts, stdout)
 			}
 			if ef.dir == "" {
-				// Encoder-only flags without an encoder would be silently ignored.
-				var stray []string
-				fs.Visit(func(f *flag.Flag) {
-					switch f.Name {
-					case "encoder-variant", "encoder-scales":
-						stray = append(stray, "--"+f.Name)
-					}
-				})
-				if len(stray) > 0 {
-					return fmt.Errorf("train: %s apply only with --encoder DIR", strings.Join(stray, ", "))
+				if err := strayFlags(fs, "--encoder DIR", "encoder-variant", "encoder-scales"); err != nil {
+					return fmt.Errorf("train: %w", err)
 				}
 			}
 			opts.Features = splitList(*features)
@@ -151,16 +144,21 @@ func strayFineTuneFlags(fs *flag.FlagSet, on bool) error {
 	if on {
 		return nil
 	}
+	return strayFlags(fs, "--fine-tune", "checkpoint", "python", "fine-tune-script", "fine-tune-epochs", "fine-tune-lr",
+		"fine-tune-batch", "fine-tune-patience", "fine-tune-max-length", "fine-tune-max-steps", "device", "nproc", "fine-tune-threads")
+}
+
+// strayFlags refuses any of names set on the command line when the flag
+// they depend on (needs) is not: they would be silently ignored.
+func strayFlags(fs *flag.FlagSet, needs string, names ...string) error {
 	var stray []string
 	fs.Visit(func(f *flag.Flag) {
-		switch f.Name {
-		case "checkpoint", "python", "fine-tune-script", "fine-tune-epochs", "fine-tune-lr", "fine-tune-batch", "fine-tune-patience",
-			"fine-tune-max-length", "fine-tune-max-steps", "device", "nproc", "fine-tune-threads":
+		if slices.Contains(names, f.Name) {
 			stray = append(stray, "--"+f.Name)
 		}
 	})
 	if len(stray) > 0 {
-		return fmt.Errorf("%s apply only with --fine-tune", strings.Join(stray, ", "))
+		return fmt.Errorf("%s apply only with %s", strings.Join(stray, ", "), needs)
 	}
 	return nil
 }
