@@ -89,12 +89,15 @@ const (
 // EncoderSpec describes a bundle's sentence encoder and how its embedding
 // enters the head.
 type EncoderSpec struct {
-	Source        string  `json:"source"`  // encoder directory the bundle was trained with
-	Variant       string  `json:"variant"` // fp32 or int8
-	Dim           int     `json:"dim"`
-	MaxLength     int     `json:"max_length"`
-	Lowercase     bool    `json:"lowercase"`
-	StripAccents  *bool   `json:"strip_accents,omitempty"`
+	Source       string `json:"source"`  // encoder directory the bundle was trained with
+	Variant      string `json:"variant"` // fp32 or int8
+	Dim          int    `json:"dim"`
+	MaxLength    int    `json:"max_length"`
+	Lowercase    bool   `json:"lowercase"`
+	StripAccents *bool  `json:"strip_accents,omitempty"`
+	// ClsToken and SepToken open and close each text ("" = [CLS] and [SEP]).
+	ClsToken      string  `json:"cls_token,omitempty"`
+	SepToken      string  `json:"sep_token,omitempty"`
 	InputIDs      string  `json:"input_ids"`
 	InputMask     string  `json:"attention_mask"`
 	Output        string  `json:"output"`

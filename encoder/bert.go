@@ -1,8 +1,9 @@
-// Package encoder converts a BERT-family checkpoint (config.json +
-// safetensors weights + WordPiece vocab, as sentence-transformers and
-// Hugging Face ship them) into an ONNX sentence encoder written from Go:
-// embeddings, N transformer layers, mean (or [CLS]) pooling and optional L2
-// normalisation, so neither PyTorch nor a Python exporter is needed.
+// Package encoder converts a BERT-family checkpoint (BERT or MPNet:
+// config.json + safetensors weights + WordPiece vocab, as
+// sentence-transformers and Hugging Face ship them) into an ONNX sentence
+// encoder written from Go: embeddings, N transformer layers, mean (or
+// [CLS]) pooling and optional L2 normalisation, so neither PyTorch nor a
+// Python exporter is needed.
 package encoder
 
 import (
@@ -42,6 +43,39 @@ type BertConfig struct {
 	VocabSize             int     `json:"vocab_size"`
 	LayerNormEps          float64 `json:"layer_norm_eps"`
 	PositionEmbeddingType string  `json:"position_embedding_type"`
+	// RelativeAttentionNumBuckets is MPNet's relative position bias size.
+	RelativeAttentionNumBuckets int `json:"relative_attention_num_buckets"`
+}
+
+// Architectures the converter reads (config.json's model_type).
+const (
+	ArchBert  = "bert"
+	ArchMPNet = "mpnet"
+)
+
+// MPNet's fixed relative-position bucketing (transformers' MPNetEncoder
+// calls it with these values whatever config.json says) and its padding
+// index, after which position ids start.
+const (
+	mpnetBuckets     = 32
+	mpnetMaxDistance = 128
+	mpnetPaddingIdx  = 1
+)
+
+func (c BertConfig) architecture() string {
+	if c.ModelType == ArchMPNet {
+		return ArchMPNet
+	}
+	return ArchBert
+}
+
+// MaxTokens is the longest input the position table covers: MPNet's
+// positions start after its padding index.
+func (c BertConfig) MaxTokens() int {
+	if c.architecture() == ArchMPNet {
+		return c.MaxPositionEmbeddings - (mpnetPaddingIdx + 1)
+	}
+	return c.MaxPositionEmbeddings
 }
 
 // ReadBertConfig reads and checks dir/config.json.
@@ -67,10 +101,17 @@ func ReadBertConfig(dir string) (BertConfig, error) {
 func (c BertConfig) validate() error {
 	var errs []error
 	switch c.ModelType {
-	case "bert", "":
+	case ArchBert, "":
+		if c.TypeVocabSize < 1 {
+			errs = append(errs, fmt.Errorf("type_vocab_size %d must be at least 1", c.TypeVocabSize))
+		}
+	case ArchMPNet:
+		if b := c.RelativeAttentionNumBuckets; b != 0 && b != mpnetBuckets {
+			errs = append(errs, fmt.Errorf("relative_attention_num_buckets %d is not supported (want %d)", b, mpnetBuckets))
+		}
 	default:
 		// Another architecture's fields mean nothing here: say only this.
-		return fmt.Errorf("model_type %q is not supported; Triage converts BERT-architecture checkpoints (model_type \"bert\")", c.ModelType)
+		return fmt.Errorf("model_type %q is not supported; Triage converts BERT-architecture checkpoints (model_type \"bert\" or \"mpnet\")", c.ModelType)
 	}
 	if c.HiddenAct != "gelu" && c.HiddenAct != "" {
 		errs = append(errs, fmt.Errorf("hidden_act %q is not supported (want gelu)", c.HiddenAct))
@@ -81,12 +122,9 @@ func (c BertConfig) validate() error {
 	if c.HiddenSize <= 0 || c.HiddenSize > maxHiddenSize || c.NumAttentionHeads <= 0 || c.HiddenSize%c.NumAttentionHeads != 0 {
 		errs = append(errs, fmt.Errorf("hidden_size %d must be positive and divisible by num_attention_heads %d", c.HiddenSize, c.NumAttentionHeads))
 	}
-	if c.NumHiddenLayers <= 0 || c.IntermediateSize <= 0 || c.MaxPositionEmbeddings <= 0 || c.VocabSize <= 0 {
+	if c.NumHiddenLayers <= 0 || c.IntermediateSize <= 0 || c.MaxTokens() <= 0 || c.VocabSize <= 0 {
 		errs = append(errs, fmt.Errorf("num_hidden_layers, intermediate_size, max_position_embeddings and vocab_size must be positive (got %d, %d, %d, %d)",
 			c.NumHiddenLayers, c.IntermediateSize, c.MaxPositionEmbeddings, c.VocabSize))
-	}
-	if c.TypeVocabSize < 1 {
-		errs = append(errs, fmt.Errorf("type_vocab_size %d must be at least 1", c.TypeVocabSize))
 	}
 	return errors.Join(errs...)
 }
@@ -95,6 +133,25 @@ func (c BertConfig) validate() error {
 type GraphOptions struct {
 	Pooling   string // PoolingMean (default) or PoolingCLS
 	Normalize bool   // L2-normalise the pooled vector
+	// MaxLength is the longest input the graph takes (0 = MaxTokens); it
+	// sizes MPNet's table of relative-position buckets.
+	MaxLength int
+}
+
+// layout is where an architecture keeps each layer's weights and how its
+// embeddings and attention differ.
+type layout struct {
+	query, key, value, attnOut, attnNorm string // under encoder.layer.N.
+	positionOffset                       int64  // first position id
+	tokenType                            bool   // a token-type table to fold in
+	relativeBias                         bool   // MPNet's bucketed position bias
+}
+
+var layouts = map[string]layout{
+	ArchBert: {query: "attention.self.query", key: "attention.self.key", value: "attention.self.value",
+		attnOut: "attention.output.dense", attnNorm: "attention.output.LayerNorm", tokenType: true},
+	ArchMPNet: {query: "attention.attn.q", key: "attention.attn.k", value: "attention.attn.v",
+		attnOut: "attention.attn.o", attnNorm: "attention.LayerNorm", positionOffset: mpnetPaddingIdx + 1, relativeBias: true},
 }
 
 // weights reads named tensors, remembering the first error so the graph
@@ -140,7 +197,7 @@ func scaled(v []float32, s float32) []float32 {
 	return out
 }
 
-// BuildBert writes the encoder graph:
+// BuildEncoder writes the encoder graph:
 //
 //	x = LayerNorm(word[input_ids] + (position + token_type[0])[:L])
 //	repeat N: x = LayerNorm(x + Attn(x)); x = LayerNorm(x + W2·gelu(W1·x))
@@ -150,14 +207,27 @@ func scaled(v []float32, s float32) []float32 {
 // Q, K and V share one [H, 3H] MatMul, and 1/√d_head is folded into the
 // query weights, so each layer runs fewer, larger kernels. Single-sentence
 // inputs always have token type 0, so that row is folded into the position
-// table and the graph takes no token_type_ids.
-func BuildBert(st *Safetensors, c BertConfig, o GraphOptions) (*onnxgraph.Builder, error) {
+// table and the graph takes no token_type_ids. MPNet has no token types,
+// starts positions after its padding index, and adds to every layer's
+// attention scores one bias per head looked up by the bucketed distance
+// between the two tokens.
+func BuildEncoder(st *Safetensors, c BertConfig, o GraphOptions) (*onnxgraph.Builder, error) {
 	if err := c.validate(); err != nil {
 		return nil, err
 	}
+	lay := layouts[c.architecture()]
+	maxLen := int64(c.MaxTokens())
+	if o.MaxLength != 0 {
+		if o.MaxLength < 2 || o.MaxLength > c.MaxTokens() {
+			return nil, fmt.Errorf("max length %d must be in [2, %d]", o.MaxLength, c.MaxTokens())
+		}
+		maxLen = int64(o.MaxLength)
+	}
 	w := &weights{st: st}
-	if !st.Has("embeddings.word_embeddings.weight") && st.Has("bert.embeddings.word_embeddings.weight") {
-		w.prefix = "bert."
+	for _, prefix := range []string{"bert.", "mpnet."} { // a task model's checkpoint
+		if !st.Has("embeddings.word_embeddings.weight") && st.Has(prefix+"embeddings.word_embeddings.weight") {
+			w.prefix = prefix
+		}
 	}
 	H, I, P, V := int64(c.HiddenSize), int64(c.IntermediateSize), int64(c.MaxPositionEmbeddings), int64(c.VocabSize)
 	nh := int64(c.NumAttentionHeads)
@@ -184,16 +254,22 @@ func BuildBert(st *Safetensors, c BertConfig, o GraphOptions) (*onnxgraph.Builde
 	// Embeddings.
 	word := w.get("embeddings.word_embeddings.weight", V, H)
 	pos := w.get("embeddings.position_embeddings.weight", P, H)
-	typ := w.get("embeddings.token_type_embeddings.weight", int64(c.TypeVocabSize), H)
 	if w.err != nil {
 		return nil, w.err
 	}
-	posType := make([]float32, len(pos))
-	for i := range pos {
-		posType[i] = pos[i] + typ[i%int(H)]
+	// Only the rows inputs reach, the token-type row folded in.
+	posType := append([]float32(nil), pos[lay.positionOffset*H:(lay.positionOffset+maxLen)*H]...)
+	if lay.tokenType {
+		typ := w.get("embeddings.token_type_embeddings.weight", int64(c.TypeVocabSize), H)
+		if w.err != nil {
+			return nil, w.err
+		}
+		for i := range posType {
+			posType[i] += typ[i%int(H)]
+		}
 	}
 	wordT := g.Float("word_embeddings", []int64{V, H}, word)
-	posT := g.Float("position_type_embeddings", []int64{P, H}, posType)
+	posT := g.Float("position_type_embeddings", []int64{maxLen, H}, posType)
 	layerNorm := func(x, name string) string {
 		gamma := w.get(name+".weight", H)
 		beta := w.get(name+".bias", H)
@@ -210,16 +286,31 @@ func BuildBert(st *Safetensors, c BertConfig, o GraphOptions) (*onnxgraph.Builde
 	maskF := g.Node("Cast", "mask_float", []string{InputMask}, onnxgraph.IntAttr("to", onnxgraph.ElemFloat))
 	inv := g.Node("Sub", "mask_inverse", []string{one, maskF})
 	bias := g.Node("Unsqueeze", "mask_bias", []string{g.Node("Mul", "mask_scaled", []string{inv, negMask}), axes12})
+	if lay.relativeBias {
+		// [1,nh,L,L] from a precomputed [maxLen,maxLen] bucket table, added
+		// to the mask bias once for all layers.
+		table := g.Int64("relative_buckets", []int64{maxLen, maxLen}, relativeBuckets(int(maxLen)))
+		relW := g.Float("relative_attention_bias", []int64{mpnetBuckets, nh}, w.get("encoder.relative_attention_bias.weight", mpnetBuckets, nh))
+		if w.err != nil {
+			return nil, w.err
+		}
+		ends := g.Node("Concat", "seq_len_2d", []string{seqLen, seqLen}, onnxgraph.IntAttr("axis", 0))
+		buckets := g.Node("Slice", "buckets", []string{table, g.Int64("zeros_2", []int64{2}, []int64{0, 0}), ends,
+			g.Int64("axes_0_1", []int64{2}, []int64{0, 1})})
+		perHead := g.Node("Transpose", "relative_bias_heads", []string{
+			g.Node("Gather", "relative_bias", []string{relW, buckets}, onnxgraph.IntAttr("axis", 0))}, onnxgraph.IntsAttr("perm", 2, 0, 1))
+		bias = g.Node("Add", "attention_bias", []string{bias, g.Node("Unsqueeze", "relative_bias_4d", []string{perHead, zero1})})
+	}
 
 	qScale := float32(1 / math.Sqrt(float64(dh)))
 	for l := 0; l < c.NumHiddenLayers; l++ {
 		p := fmt.Sprintf("encoder.layer.%d.", l)
-		q := w.linear(p+"attention.self.query.weight", int(H), int(H), qScale)
-		k := w.linear(p+"attention.self.key.weight", int(H), int(H), 1)
-		v := w.linear(p+"attention.self.value.weight", int(H), int(H), 1)
-		qb := scaled(w.get(p+"attention.self.query.bias", H), qScale)
-		kb := w.get(p+"attention.self.key.bias", H)
-		vb := w.get(p+"attention.self.value.bias", H)
+		q := w.linear(p+lay.query+".weight", int(H), int(H), qScale)
+		k := w.linear(p+lay.key+".weight", int(H), int(H), 1)
+		v := w.linear(p+lay.value+".weight", int(H), int(H), 1)
+		qb := scaled(w.get(p+lay.query+".bias", H), qScale)
+		kb := w.get(p+lay.key+".bias", H)
+		vb := w.get(p+lay.value+".bias", H)
 		if w.err != nil {
 			return nil, w.err
 		}
@@ -246,10 +337,10 @@ func BuildBert(st *Safetensors, c BertConfig, o GraphOptions) (*onnxgraph.Builde
 		merged := g.Node("Reshape", "merge_heads", []string{
 			g.Node("Transpose", "context_t", []string{ctx}, onnxgraph.IntsAttr("perm", 0, 2, 1, 3)), mergeShape})
 		attnOut := g.Node("Add", "attn_out", []string{
-			g.Node("MatMul", "attn_out_matmul", []string{merged, g.Float(p+"attention.output.dense.weight", []int64{H, H},
-				w.linear(p+"attention.output.dense.weight", int(H), int(H), 1))}),
-			g.Float(p+"attention.output.dense.bias", []int64{H}, w.get(p+"attention.output.dense.bias", H))})
-		x1 := layerNorm(g.Node("Add", "attn_residual", []string{attnOut, x}), p+"attention.output.LayerNorm")
+			g.Node("MatMul", "attn_out_matmul", []string{merged, g.Float(p+lay.attnOut+".weight", []int64{H, H},
+				w.linear(p+lay.attnOut+".weight", int(H), int(H), 1))}),
+			g.Float(p+lay.attnOut+".bias", []int64{H}, w.get(p+lay.attnOut+".bias", H))})
+		x1 := layerNorm(g.Node("Add", "attn_residual", []string{attnOut, x}), p+lay.attnNorm)
 
 		h := g.Node("Add", "ffn_in", []string{
 			g.Node("MatMul", "ffn_in_matmul", []string{x1, g.Float(p+"intermediate.dense.weight", []int64{H, I},
@@ -289,4 +380,35 @@ func BuildBert(st *Safetensors, c BertConfig, o GraphOptions) (*onnxgraph.Builde
 	g.Rename(pooled, OutputEmbed)
 	g.Output(OutputEmbed, onnxgraph.ElemFloat, "batch", int(H))
 	return g, nil
+}
+
+// relativeBuckets is MPNet's relative_position_bucket for every (query i,
+// key j) pair of an n-token input, row-major: distances under 8 get a
+// bucket each, longer ones share log-spaced buckets up to 128, and the sign
+// picks a half of the 32. The logarithm is taken in float32, step by step,
+// as PyTorch computes it, so the truncation lands on the same bucket.
+func relativeBuckets(n int) []int64 {
+	const half = mpnetBuckets / 2
+	const exact = half / 2
+	logRange := float32(math.Log(float64(mpnetMaxDistance) / float64(exact)))
+	out := make([]int64, n*n)
+	for i := range n {
+		for j := range n {
+			d := i - j // -(key - query)
+			b := 0
+			if d < 0 {
+				b, d = half, -d
+			}
+			if d < exact {
+				b += d
+			} else {
+				ratio := float32(float32(d) / float32(exact))
+				l := float32(math.Log(float64(ratio)))
+				scaledLog := float32(float32(l/logRange) * float32(half-exact))
+				b += min(exact+int(scaledLog), half-1)
+			}
+			out[i*n+j] = int64(b)
+		}
+	}
+	return out
 }

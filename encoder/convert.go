@@ -42,10 +42,10 @@ func Convert(src, dst string, o ConvertOptions) (*encoderdir.Manifest, error) {
 		o.MaxLength = st.maxLength
 	}
 	if o.MaxLength == 0 {
-		o.MaxLength = cfg.MaxPositionEmbeddings
+		o.MaxLength = cfg.MaxTokens()
 	}
-	if o.MaxLength < 2 || o.MaxLength > cfg.MaxPositionEmbeddings {
-		return nil, fmt.Errorf("convert %q: max length %d must be in [2, %d] (max_position_embeddings)", src, o.MaxLength, cfg.MaxPositionEmbeddings)
+	if o.MaxLength < 2 || o.MaxLength > cfg.MaxTokens() {
+		return nil, fmt.Errorf("convert %q: max length %d must be in [2, %d] (what max_position_embeddings covers)", src, o.MaxLength, cfg.MaxTokens())
 	}
 	if o.Pooling == "" {
 		o.Pooling = st.pooling
@@ -72,7 +72,7 @@ func Convert(src, dst string, o ConvertOptions) (*encoderdir.Manifest, error) {
 	if err != nil {
 		return nil, fmt.Errorf("convert %q: %w", src, err)
 	}
-	g, err := BuildBert(tensors, cfg, GraphOptions{Pooling: o.Pooling, Normalize: normalize})
+	g, err := BuildEncoder(tensors, cfg, GraphOptions{Pooling: o.Pooling, Normalize: normalize, MaxLength: o.MaxLength})
 	if err != nil {
 		return nil, fmt.Errorf("convert %q: %w", src, err)
 	}
@@ -85,11 +85,12 @@ func Convert(src, dst string, o ConvertOptions) (*encoderdir.Manifest, error) {
 		return nil, err
 	}
 	m := &encoderdir.Manifest{
-		FormatVersion: encoderdir.FormatVersion, Architecture: "bert", Source: src, SourceSHA256: srcSum,
+		FormatVersion: encoderdir.FormatVersion, Architecture: cfg.architecture(), Source: src, SourceSHA256: srcSum,
 		CreatedAt:  time.Now().UTC().Truncate(time.Second),
 		HiddenSize: cfg.HiddenSize, Layers: cfg.NumHiddenLayers, Heads: cfg.NumAttentionHeads, VocabSize: cfg.VocabSize,
 		MaxLength: o.MaxLength, Pooling: cmp.Or(o.Pooling, PoolingMean), Normalize: normalize,
 		Lowercase: tok.Options().Lowercase, StripAccents: tok.Options().StripAccents,
+		ClsToken: specialOrDefault(tok.Options().ClsToken, tokenizer.CLS), SepToken: specialOrDefault(tok.Options().SepToken, tokenizer.SEP),
 		InputIDs: InputIDs, InputMask: InputMask, Output: OutputEmbed, GoVersion: runtime.Version(),
 		Files: map[string]string{},
 	}
@@ -253,7 +254,7 @@ func sha(b []byte) string {
 func onnxgraphModel(src string) onnxgraph.Model {
 	return onnxgraph.Model{
 		ProducerVersion: "triage encoder converter",
-		DocString:       "BERT sentence encoder converted by Triage from " + filepath.Base(filepath.Clean(src)),
+		DocString:       "BERT-family sentence encoder converted by Triage from " + filepath.Base(filepath.Clean(src)),
 	}
 }
 
@@ -266,4 +267,13 @@ func CheckpointDefaults(dir string) (pooling string, maxLength int, err error) {
 		return "", 0, fmt.Errorf("read %q: %w", dir, err)
 	}
 	return cmp.Or(st.pooling, PoolingMean), st.maxLength, nil
+}
+
+// specialOrDefault records a boundary token only when it is not BERT's, so
+// BERT encoders' manifests stay as they were.
+func specialOrDefault(token, bert string) string {
+	if token == bert {
+		return ""
+	}
+	return token
 }

@@ -37,7 +37,7 @@ const FormatVersion = 1
 // Manifest is encoder.json: what the graph expects and where it came from.
 type Manifest struct {
 	FormatVersion int       `json:"format_version"`
-	Architecture  string    `json:"architecture"` // "bert"
+	Architecture  string    `json:"architecture"` // "bert" or "mpnet"
 	Source        string    `json:"source"`       // checkpoint directory converted
 	SourceSHA256  string    `json:"source_sha256"`
 	CreatedAt     time.Time `json:"created_at"`
@@ -50,10 +50,13 @@ type Manifest struct {
 	Normalize     bool      `json:"normalize"`
 	Lowercase     bool      `json:"lowercase"`
 	StripAccents  *bool     `json:"strip_accents,omitempty"`
-	InputIDs      string    `json:"input_ids"`
-	InputMask     string    `json:"attention_mask"`
-	Output        string    `json:"output"`
-	GoVersion     string    `json:"go_version"`
+	// ClsToken and SepToken open and close each text ("" = [CLS] and [SEP]).
+	ClsToken  string `json:"cls_token,omitempty"`
+	SepToken  string `json:"sep_token,omitempty"`
+	InputIDs  string `json:"input_ids"`
+	InputMask string `json:"attention_mask"`
+	Output    string `json:"output"`
+	GoVersion string `json:"go_version"`
 	// Files maps each file to its SHA-256 (the int8 variant is added when the
 	// quantisation step runs).
 	Files map[string]string `json:"files"`

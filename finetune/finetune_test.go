@@ -131,7 +131,14 @@ func TestFineTuneServesWhatPyTorchTrained(t *testing.T) {
 		t.Errorf("per-epoch curve has %d points", n)
 	}
 
-	// The served path, as the consumer and the gateway load it.
+	servedMatchesPyTorch(t, out, res.Manifest.Labels)
+}
+
+// servedMatchesPyTorch serves the bundle in out as the consumer and the
+// gateway load it, and checks its scores on the run's 50 probe texts
+// against the logits PyTorch gave them.
+func servedMatchesPyTorch(t *testing.T, out string, labels []string) {
+	t.Helper()
 	probe, err := finetune.ReadProbe(out)
 	if err != nil {
 		t.Fatal(err)
@@ -139,7 +146,7 @@ func TestFineTuneServesWhatPyTorchTrained(t *testing.T) {
 	if len(probe.Texts) != 50 {
 		t.Fatalf("probe has %d texts, want 50", len(probe.Texts))
 	}
-	m, err := inference.Open(out, inference.ModelOptions{TopK: len(res.Manifest.Labels)})
+	m, err := inference.Open(out, inference.ModelOptions{TopK: len(labels)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +156,7 @@ func TestFineTuneServesWhatPyTorchTrained(t *testing.T) {
 		t.Fatal(err)
 	}
 	index := map[string]int{}
-	for i, l := range res.Manifest.Labels {
+	for i, l := range labels {
 		index[l] = i
 	}
 	worst := 0.0
@@ -167,8 +174,8 @@ func TestFineTuneServesWhatPyTorchTrained(t *testing.T) {
 				best = c
 			}
 		}
-		if p.Label != res.Manifest.Labels[best] {
-			t.Errorf("text %d %q: served %q, PyTorch %q", i, probe.Texts[i], p.Label, res.Manifest.Labels[best])
+		if p.Label != labels[best] {
+			t.Errorf("text %d %q: served %q, PyTorch %q", i, probe.Texts[i], p.Label, labels[best])
 		}
 		ms, mw := mean(served), mean32(want)
 		for c := range want {
@@ -179,6 +186,31 @@ func TestFineTuneServesWhatPyTorchTrained(t *testing.T) {
 	if worst > 1e-3 {
 		t.Errorf("served logits differ from PyTorch's by %g > 1e-3", worst)
 	}
+}
+
+// TestFineTuneMPNet: an MPNet checkpoint (a small random one in MPNet's
+// layout, tokenizer included) fine-tunes, converts and serves PyTorch's
+// logits like a BERT one.
+func TestFineTuneMPNet(t *testing.T) {
+	e := setup(t)
+	ckpt := filepath.Join(t.TempDir(), "mpnet")
+	cmd := exec.Command(e.python, filepath.Join(e.root, "scripts", "parity", "tiny_mpnet.py"),
+		"--bert-vocab", filepath.Join(e.checkpoint, "vocab.txt"), "--out", ckpt)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("tiny_mpnet.py: %v\n%s", err, out)
+	}
+	out := filepath.Join(t.TempDir(), "support-mpnet")
+	o := e.options(out, finetune.Options{Checkpoint: ckpt, Epochs: 1, MaxSteps: 6, BatchSize: 16})
+	o.FineTune.ModelMaxLength = 0 // the checkpoint's own: 128 positions
+	o.Features = []string{trainer.FeaturesEncoder}
+	res, err := trainer.Train(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if es := res.Manifest.Encoder; es == nil || es.ClsToken != "<s>" || es.SepToken != "</s>" {
+		t.Fatalf("encoder spec %+v, want MPNet's <s> and </s>", es)
+	}
+	servedMatchesPyTorch(t, out, res.Manifest.Labels)
 }
 
 // TestFineTuneHybridHead: by default the fine-tuned encoder feeds a hybrid

@@ -21,7 +21,9 @@ type EncoderConfig struct {
 	VocabPath    string
 	Lowercase    bool
 	StripAccents *bool
-	MaxLength    int // tokens incl. [CLS] and [SEP]
+	ClsToken     string // "" = [CLS]
+	SepToken     string // "" = [SEP]
+	MaxLength    int    // tokens incl. [CLS] and [SEP]
 	Dim          int
 	InputIDs     string
 	InputMask    string
@@ -71,7 +73,8 @@ func OpenEncoderDir(dir, variant string, opts ModelOptions) (*Encoder, error) {
 	}
 	e, err := OpenEncoder(EncoderConfig{
 		ModelPath: filepath.Join(dir, file), VocabPath: filepath.Join(dir, encoderdir.VocabFile),
-		Lowercase: m.Lowercase, StripAccents: m.StripAccents, MaxLength: m.MaxLength, Dim: m.HiddenSize,
+		Lowercase: m.Lowercase, StripAccents: m.StripAccents, ClsToken: m.ClsToken, SepToken: m.SepToken,
+		MaxLength: m.MaxLength, Dim: m.HiddenSize,
 		InputIDs: m.InputIDs, InputMask: m.InputMask, Output: m.Output, Variant: variant,
 	}, opts)
 	if err != nil {
@@ -90,14 +93,11 @@ func OpenEncoder(cfg EncoderConfig, opts ModelOptions) (*Encoder, error) {
 	if cfg.MaxLength < 2 || cfg.Dim <= 0 {
 		return nil, fmt.Errorf("load encoder %q: max length %d and dim %d must be set", cfg.ModelPath, cfg.MaxLength, cfg.Dim)
 	}
-	tok, err := tokenizer.LoadVocab(cfg.VocabPath, tokenizer.Options{Lowercase: cfg.Lowercase, StripAccents: cfg.StripAccents})
+	// LoadVocab refuses a vocabulary without the opening and closing tokens.
+	tok, err := tokenizer.LoadVocab(cfg.VocabPath, tokenizer.Options{Lowercase: cfg.Lowercase, StripAccents: cfg.StripAccents,
+		ClsToken: cfg.ClsToken, SepToken: cfg.SepToken})
 	if err != nil {
 		return nil, fmt.Errorf("load encoder %q: %w", cfg.ModelPath, err)
-	}
-	for _, special := range []string{tokenizer.CLS, tokenizer.SEP} {
-		if _, ok := tok.ID(special); !ok {
-			return nil, fmt.Errorf("load encoder %q: vocabulary %q has no %s token", cfg.ModelPath, cfg.VocabPath, special)
-		}
 	}
 	lib, err := FindORTLibrary(opts.ORTLib)
 	if err != nil {

@@ -92,7 +92,8 @@ func Open(dir string, opts ModelOptions) (*Model, error) {
 	if es := b.Manifest.Encoder; b.Manifest.Graph.Kind != bundle.KindLinear {
 		enc, err = OpenEncoder(EncoderConfig{
 			ModelPath: b.Path(bundle.EncoderFile), VocabPath: b.Path(bundle.VocabFile),
-			Lowercase: es.Lowercase, StripAccents: es.StripAccents, MaxLength: es.MaxLength, Dim: es.Dim,
+			Lowercase: es.Lowercase, StripAccents: es.StripAccents, ClsToken: es.ClsToken, SepToken: es.SepToken,
+			MaxLength: es.MaxLength, Dim: es.Dim,
 			InputIDs: es.InputIDs, InputMask: es.InputMask, Output: es.Output,
 			Variant: es.Variant,
 		}, opts)

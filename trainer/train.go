@@ -514,6 +514,7 @@ func exportHead(opts Options, labels []string, model *Linear, hp HyperParams, nu
 		em := e.Manifest
 		m.Encoder = &bundle.EncoderSpec{Source: e.Dir, Variant: cmp.Or(e.Variant, encoderdir.VariantFP32), Dim: dim,
 			MaxLength: em.MaxLength, Lowercase: em.Lowercase, StripAccents: em.StripAccents,
+			ClsToken: em.ClsToken, SepToken: em.SepToken,
 			InputIDs: em.InputIDs, InputMask: em.InputMask, Output: em.Output,
 			FeatureOffset: numNgram, Scale: float32(scale)}
 		m.HyperParams["encoder_scale"] = scale

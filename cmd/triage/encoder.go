@@ -20,7 +20,7 @@ func encoderCommand(stdin io.Reader, stdout, stderr io.Writer) *ffcli.Command {
 	return &ffcli.Command{
 		Name:        "encoder",
 		ShortUsage:  "triage encoder convert|embed [flags]",
-		ShortHelp:   "convert a BERT checkpoint to an ONNX sentence encoder, or embed texts with one",
+		ShortHelp:   "convert a BERT or MPNet checkpoint to an ONNX sentence encoder, or embed texts with one",
 		Subcommands: []*ffcli.Command{encoderConvertCommand(stdout, stderr), encoderEmbedCommand(stdin, stdout, stderr)},
 		Exec: func(context.Context, []string) error {
 			return errors.New("encoder: use `triage encoder convert` or `triage encoder embed`")
@@ -32,7 +32,7 @@ func encoderConvertCommand(stdout, stderr io.Writer) *ffcli.Command {
 	fs := flag.NewFlagSet("triage encoder convert", flag.ContinueOnError)
 	var g globals
 	g.register(fs)
-	src := fs.String("checkpoint", "", "BERT checkpoint folder: config.json, model.safetensors, vocab.txt (required)")
+	src := fs.String("checkpoint", "", "BERT or MPNet checkpoint folder: config.json, model.safetensors, vocab.txt or tokenizer.json (required)")
 	out := fs.String("out", "", "encoder folder to write (required; replaced if it exists)")
 	maxLen := fs.Int("max-length", 0, "tokens per text incl. [CLS]/[SEP] (0 = the checkpoint's max_seq_length)")
 	pooling := fs.String("pooling", "", `"mean" or "cls" (default: the checkpoint's sentence-transformers pooling, else mean)`)

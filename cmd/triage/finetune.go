@@ -24,7 +24,7 @@ func (f *fineTuneFlags) register(fs *flag.FlagSet, withSwitch bool) {
 	if withSwitch {
 		fs.BoolVar(&f.on, "fine-tune", false, "fine-tune the BERT checkpoint of --encoder (or --checkpoint) with PyTorch instead of training a head on frozen features; the bundle serves through ONNX Runtime like any other")
 	}
-	fs.StringVar(&f.checkpoint, "checkpoint", "", "BERT checkpoint folder to fine-tune (config.json, model.safetensors, tokenizer files); default: the checkpoint --encoder was converted from")
+	fs.StringVar(&f.checkpoint, "checkpoint", "", "BERT or MPNet checkpoint folder to fine-tune (config.json, model.safetensors, tokenizer files); default: the checkpoint --encoder was converted from")
 	fs.StringVar(&f.o.Python, "python", finetune.DefaultPython, "Python with PyTorch and transformers for fine-tuning (scripts/finetune-env.sh makes it) (env TRIAGE_PYTHON)")
 	fs.StringVar(&f.o.Script, "fine-tune-script", finetune.DefaultScript, "the fine-tuning script")
 	fs.IntVar(&f.o.Epochs, "fine-tune-epochs", finetune.DefaultEpochs, "most fine-tuning epochs (early stopping on the validation split)")

@@ -1,18 +1,18 @@
-"""Fine-tunes a BERT-architecture checkpoint for text classification.
+"""Fine-tunes a BERT-architecture checkpoint (BERT or MPNet) for text classification.
 
 The one place Triage runs Python: `triage train --fine-tune` starts this
 script (alone, or under torchrun for data-parallel training), reads the JSON
 events it prints on stdout, then converts the checkpoint it writes with
 Triage's own Go converter. Serving never sees PyTorch.
 
-Model: the checkpoint's BertModel, pooled (mean over the attention mask, or
+Model: the checkpoint's BertModel (or MPNetModel), pooled (mean over the attention mask, or
 [CLS]) into a sentence embedding, then dropout and one linear layer. That is
 exactly the shape of a Triage "encoder" bundle (encoder.onnx, then the linear
 softmax head), so the bundle serves unchanged.
 
 Input: --train and --val JSONL files of {"text": str, "label": int}.
 Output (--out, written by rank 0): model.safetensors + config.json + the
-tokenizer files (the fine-tuned encoder, a plain BERT checkpoint),
+tokenizer files (the fine-tuned encoder, a plain BERT or MPNet checkpoint),
 head.safetensors (classifier.weight [labels, hidden], classifier.bias) and
 finetune.json (the run's summary and per-epoch curve).
 
@@ -93,8 +93,8 @@ def check_checkpoint(path):
     with open(cfg_path, encoding="utf-8") as f:
         cfg = json.load(f)
     kind = cfg.get("model_type", "")
-    if kind not in ("bert", ""):
-        refuse(f"checkpoint {path!r} is model_type {kind!r}: Triage's converter reads BERT-architecture checkpoints only")
+    if kind not in ("bert", "mpnet", ""):
+        refuse(f"checkpoint {path!r} is model_type {kind!r}: Triage's converter reads BERT-architecture checkpoints only (bert, mpnet)")
     if not os.path.isfile(os.path.join(path, "model.safetensors")):
         refuse(f"checkpoint {path!r} has no model.safetensors (Triage reads safetensors weights)")
 
@@ -112,7 +112,7 @@ def main(argv):
         import torch
         import torch.distributed as dist
         from safetensors.torch import save_file
-        from transformers import AutoTokenizer, BertModel
+        from transformers import AutoModel, AutoTokenizer
     except ImportError as e:
         refuse(f"{e}: create the fine-tuning environment with scripts/finetune-env.sh")
 
@@ -145,8 +145,11 @@ def main(argv):
         refuse(f"label id {bad[0]} outside [0, {a.num_labels})")
 
     tok = AutoTokenizer.from_pretrained(a.checkpoint)
-    bert = BertModel.from_pretrained(a.checkpoint, add_pooling_layer=False)
-    model_cap = a.model_max_length or bert.config.max_position_embeddings
+    bert = AutoModel.from_pretrained(a.checkpoint, add_pooling_layer=False)
+    # MPNet's positions start after its padding index (1), so two rows of
+    # its table are never reached.
+    positions = bert.config.max_position_embeddings - (2 if bert.config.model_type == "mpnet" else 0)
+    model_cap = a.model_max_length or positions
     max_len = a.max_length
     tr_lengths = [len(ids) for ids in tok(tr_texts, add_special_tokens=True)["input_ids"]]
     if max_len == 0:
