@@ -140,7 +140,7 @@ func (e *Encoder) Close() error { return e.pool.Close() }
 // encoder's max length; truncated reports a cut.
 func (e *Encoder) Tokens(text string) (ids []int64, truncated bool) {
 	ids, truncated, err := e.tok.EncodeIDs(text, e.cfg.MaxLength)
-	if err != nil { // only for a vocabulary without [CLS]/[SEP], refused at load
+	if err != nil { // only for a max length under 2, refused at load
 		panic(err)
 	}
 	return ids, truncated

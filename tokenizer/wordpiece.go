@@ -259,13 +259,13 @@ type Encoding struct {
 // closing tokens.
 var ErrMaxLength = errors.New("max length must be at least 2")
 
-// Encode adds [CLS] … [SEP] (or the tokenizer's own), truncating the pieces to fit maxLen (0 = no
+// Encode adds [CLS] … [SEP] (or the tokenizer's own boundary tokens),
+// truncating the pieces to fit maxLen (0 = no
 // limit) and padding with [PAD] up to padTo (0 = no padding).
 func (w *WordPiece) Encode(text string, maxLen, padTo int) (Encoding, error) {
 	if maxLen != 0 && maxLen < 2 {
 		return Encoding{}, ErrMaxLength
 	}
-	cls, sep := w.cls, w.sep
 	pieces := w.Tokenize(text)
 	var e Encoding
 	if maxLen > 0 && len(pieces) > maxLen-2 {
@@ -276,11 +276,11 @@ func (w *WordPiece) Encode(text string, maxLen, padTo int) (Encoding, error) {
 	e.IDs = make([]int64, size)
 	e.AttentionMask = make([]int64, size)
 	e.TypeIDs = make([]int64, size)
-	e.IDs[0] = int64(cls)
+	e.IDs[0] = int64(w.cls)
 	for i, p := range pieces {
 		e.IDs[i+1] = int64(p)
 	}
-	e.IDs[n-1] = int64(sep)
+	e.IDs[n-1] = int64(w.sep)
 	for i := range n {
 		e.AttentionMask[i] = 1
 	}
@@ -303,17 +303,16 @@ func (w *WordPiece) EncodeIDs(text string, maxLen int) (ids []int64, truncated b
 	if maxLen != 0 && maxLen < 2 {
 		return nil, false, ErrMaxLength
 	}
-	cls, sep := w.cls, w.sep
 	pieces := w.Tokenize(text)
 	if maxLen > 0 && len(pieces) > maxLen-2 {
 		pieces, truncated = pieces[:maxLen-2], true
 	}
 	ids = make([]int64, len(pieces)+2)
-	ids[0] = int64(cls)
+	ids[0] = int64(w.cls)
 	for i, p := range pieces {
 		ids[i+1] = int64(p)
 	}
-	ids[len(ids)-1] = int64(sep)
+	ids[len(ids)-1] = int64(w.sep)
 	return ids, truncated, nil
 }
 
