@@ -185,9 +185,17 @@ func (c *MLflow) call(ctx context.Context, op string, rq request, out any) error
 	// answered: some attempt of this call got an HTTP answer, so the server
 	// is up even if the last attempt was cut short by the retry budget.
 	answered := false
+	// earlier: the latest error not caused by the budget cutting an attempt
+	// short, which says more about the server than "deadline exceeded".
+	var earlier error
 	for attempt := 1; ; attempt++ {
 		res, err := c.attempt(ctx, rq, body, deadline, out)
 		answered = answered || (err != nil && !res.unavailable)
+		if cut := errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil; cut && earlier != nil {
+			err = fmt.Errorf("%w (before that: %w)", err, earlier)
+		} else if err != nil && !cut {
+			earlier = err
+		}
 		if err == nil {
 			c.mu.Lock()
 			c.downUntil = time.Time{}
