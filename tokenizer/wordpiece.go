@@ -259,28 +259,16 @@ type Encoding struct {
 // closing tokens.
 var ErrMaxLength = errors.New("max length must be at least 2")
 
-// Encode adds [CLS] … [SEP] (or the tokenizer's own boundary tokens),
-// truncating the pieces to fit maxLen (0 = no
-// limit) and padding with [PAD] up to padTo (0 = no padding).
+// Encode is EncodeIDs plus the model's padded inputs: [PAD] up to padTo
+// (0 = no padding), the attention mask and the token type ids.
 func (w *WordPiece) Encode(text string, maxLen, padTo int) (Encoding, error) {
-	if maxLen != 0 && maxLen < 2 {
-		return Encoding{}, ErrMaxLength
+	ids, truncated, err := w.EncodeIDs(text, maxLen)
+	if err != nil {
+		return Encoding{}, err
 	}
-	pieces := w.Tokenize(text)
-	var e Encoding
-	if maxLen > 0 && len(pieces) > maxLen-2 {
-		pieces, e.Truncated = pieces[:maxLen-2], true
-	}
-	n := len(pieces) + 2
+	n := len(ids)
 	size := max(n, padTo)
-	e.IDs = make([]int64, size)
-	e.AttentionMask = make([]int64, size)
-	e.TypeIDs = make([]int64, size)
-	e.IDs[0] = int64(w.cls)
-	for i, p := range pieces {
-		e.IDs[i+1] = int64(p)
-	}
-	e.IDs[n-1] = int64(w.sep)
+	e := Encoding{IDs: ids, Truncated: truncated, AttentionMask: make([]int64, size), TypeIDs: make([]int64, size)}
 	for i := range n {
 		e.AttentionMask[i] = 1
 	}
@@ -289,6 +277,7 @@ func (w *WordPiece) Encode(text string, maxLen, padTo int) (Encoding, error) {
 		if !ok {
 			return Encoding{}, errors.New("vocabulary lacks [PAD]")
 		}
+		e.IDs = append(e.IDs, make([]int64, size-n)...)
 		for i := n; i < size; i++ {
 			e.IDs[i] = int64(pad)
 		}
@@ -296,9 +285,9 @@ func (w *WordPiece) Encode(text string, maxLen, padTo int) (Encoding, error) {
 	return e, nil
 }
 
-// EncodeIDs is Encode without padding, mask or type ids: [CLS] pieces
-// [SEP], truncated to maxLen (0 = no limit). It is the serving path, where
-// the mask is implied by the length.
+// EncodeIDs frames the pieces with [CLS] … [SEP] (or the tokenizer's own
+// boundary tokens), truncated to fit maxLen (0 = no limit). It is the serving
+// path, where the mask is implied by the length; Encode pads on top of it.
 func (w *WordPiece) EncodeIDs(text string, maxLen int) (ids []int64, truncated bool, err error) {
 	if maxLen != 0 && maxLen < 2 {
 		return nil, false, ErrMaxLength
